@@ -1,0 +1,1 @@
+"""Grain sources and pipelines, image IO, bundled sample photos."""

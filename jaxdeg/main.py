@@ -1,0 +1,53 @@
+"""The one entry point for every stage, chosen by an ml_collections config.
+
+  python -m jaxdeg.main --config=configs/<experiment>.py[:variant] --workdir=DIR \\
+      [--mode=train|evaluate] [--step=N] [--config.some.field=value ...]
+"""
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from jaxdeg.errors import UserError
+
+MODES = ("train", "evaluate")
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file[:variant].",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and outputs.")
+_MODE = flags.DEFINE_enum("mode", "train", MODES, "What to run.")
+_STEP = flags.DEFINE_integer("step", None, "Checkpoint step for --mode=evaluate (default: latest).")
+
+
+def run(config, workdir, mode="train", step=None):
+  """Python API behind the command line."""
+  from jaxdeg.train import trainer
+  if mode == "train":
+    return trainer.train_and_evaluate(config, workdir)
+  if mode == "evaluate":
+    return trainer.evaluate(config, workdir, step=step)
+  raise UserError(f"--mode={mode!r}: must be one of {', '.join(MODES)}")
+
+
+def _main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  if _CONFIG.value is None:
+    raise app.UsageError("--config is required, e.g. --config=configs/demo.py")
+  if not _WORKDIR.value:
+    raise app.UsageError("--workdir is required")
+  try:
+    run(_CONFIG.value, _WORKDIR.value, _MODE.value, _STEP.value)
+  except UserError as e:
+    # Bad input is the user's to fix: one line naming the thing and the reason, no traceback.
+    logging.flush()
+    print(f"jaxdeg: error: {e}", file=sys.stderr, flush=True)
+    sys.exit(2)
+
+
+def main(argv=None):
+  app.run(_main, argv=argv)
+
+
+if __name__ == "__main__":
+  main()

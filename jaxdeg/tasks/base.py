@@ -1,0 +1,48 @@
+"""What the generic trainer needs from a task. Tasks are where a model meets a loss."""
+import abc
+from typing import Any, Iterable, Iterator
+
+import grain
+import jax
+
+from jaxdeg.train.state import TrainState
+
+Batch = dict[str, Any]
+
+
+class Task(abc.ABC):
+  """A trainable thing: state init, a pure train step, a pure eval step, and its data.
+
+  `train_step` and `eval_step` are jitted by the trainer with the mesh shardings; they
+  must be pure functions of their arguments (randomness from `state.step_rng()`).
+  """
+
+  def __init__(self, config):
+    self.config = config
+
+  @abc.abstractmethod
+  def init_state(self, rng: jax.Array) -> TrainState:
+    """A fresh state. Params may be boxed with logical axis names (the trainer unboxes)."""
+
+  @abc.abstractmethod
+  def train_step(self, state: TrainState, batch: Batch) -> tuple[TrainState, dict[str, jax.Array]]:
+    """One update. Metrics are scalars; the trainer stops on a non-finite 'loss'."""
+
+  @abc.abstractmethod
+  def eval_step(self, state: TrainState, batch: Batch) -> dict[str, dict[str, jax.Array]]:
+    """{'metrics': {name: per-example values (B,)}, 'images': {name: (B, H, W, 3) in [0,1]}}.
+
+    Metrics are averaged over the examples whose batch['mask'] is 1; the images of the first
+    batch become a grid with one row per example and one column per entry, in order.
+    """
+
+  @abc.abstractmethod
+  def train_data(self) -> grain.IterDataset:
+    """This process's infinite iterable of batches (numpy), checkpointable by grain."""
+
+  @abc.abstractmethod
+  def eval_data(self) -> Iterable[Batch]:
+    """This process's finite iterable of eval batches (numpy), each with a 0/1 'mask'."""
+
+  def data_iterator(self) -> Iterator[Batch]:
+    return iter(self.train_data())

@@ -1,0 +1,1 @@
+"""The one generic trainer used by every task."""

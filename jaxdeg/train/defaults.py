@@ -1,0 +1,37 @@
+"""Fields every experiment config shares; each config file starts from `base_config()`."""
+import ml_collections
+from ml_collections import config_dict
+
+from jaxdeg.train.partitioning import DEFAULT_RULES
+
+
+def base_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.task = ""
+  c.seed = 0
+  # Device mesh: axes ('data', 'fsdp'); -1 fills with the remaining devices.
+  c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, num_devices=-1))
+  # Logical parameter axis -> mesh axis (None = replicated).
+  c.sharding = ml_collections.ConfigDict(dict(rules=DEFAULT_RULES))
+  # Start from another run's latest checkpoint (params, model state, EMA) when this workdir has none.
+  c.init_from = config_dict.placeholder(str)
+
+  c.train = ml_collections.ConfigDict()
+  c.train.steps = 1000
+  c.train.batch_size = 8                  # global, over all processes and devices
+  c.train.log_every = 50
+  c.train.eval_every = 500                # 0 disables periodic eval
+  c.train.checkpoint_every = 500
+  c.train.keep_checkpoints = 3
+  c.train.progress_every_secs = 30.0
+
+  c.eval = ml_collections.ConfigDict()
+  c.eval.batch_size = 8
+  c.eval.grid_name = "eval.png"           # written into the workdir by --mode=evaluate
+  c.eval.grid_rows = 4
+
+  c.data = ml_collections.ConfigDict()
+  c.data.worker_count = 0                 # grain mp_prefetch workers (0 = in-process)
+  c.model = ml_collections.ConfigDict()
+  c.optimizer = ml_collections.ConfigDict()
+  return c

@@ -1,0 +1,57 @@
+"""Runs the trainer in a separate process for tests that kill, signal or resume it.
+
+  python -m tests.train.driver WORKDIR STEPS [--kill-at N --wait-ckpt S] [--term-at N]
+      [--log FILE] [--set field=value ...]
+--log appends one JSON line per step: step, hash of the host batch.
+"""
+import argparse
+import hashlib
+import json
+import os
+import signal
+import time
+
+from tests import conftest  # noqa: F401  (8 fake devices, as in the tests)
+from tests.utils import load_config
+
+
+def main():
+  p = argparse.ArgumentParser()
+  p.add_argument("workdir")
+  p.add_argument("steps", type=int)
+  p.add_argument("--kill-at", type=int)
+  p.add_argument("--wait-ckpt", type=int, help="before killing, wait until this checkpoint is final")
+  p.add_argument("--term-at", type=int)
+  p.add_argument("--log")
+  p.add_argument("--set", nargs="*", default=[])
+  a = p.parse_args()
+  config = load_config("configs/demo.py:tiny", steps=a.steps, overrides=a.set)
+  from jaxdeg.train import trainer
+
+  def hook(step, batch, state):
+    del state
+    if a.log:
+      with open(a.log, "a") as f:
+        f.write(json.dumps({"step": step, "batch": batch_hash(batch)}) + "\n")
+    if step == a.term_at:
+      os.kill(os.getpid(), signal.SIGTERM)
+    if step == a.kill_at:
+      final = os.path.join(a.workdir, "checkpoints", str(a.wait_ckpt))
+      deadline = time.time() + 120
+      while a.wait_ckpt and not os.path.isdir(final) and time.time() < deadline:
+        time.sleep(0.05)
+      os.kill(os.getpid(), signal.SIGKILL)
+
+  trainer.train_and_evaluate(config, a.workdir, hooks=[hook])
+
+
+def batch_hash(batch):
+  h = hashlib.sha256()
+  for k in sorted(batch):
+    h.update(k.encode())
+    h.update(batch[k].tobytes())
+  return h.hexdigest()
+
+
+if __name__ == "__main__":
+  main()

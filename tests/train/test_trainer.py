@@ -1,0 +1,149 @@
+"""The generic trainer: sharding equivalence, kill/resume, restore onto other meshes, errors."""
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from jaxdeg.errors import ConfigError
+from jaxdeg.train import trainer
+from tests.utils import ROOT, load_config, max_abs_diff
+
+TINY = "configs/demo.py:tiny"
+
+
+def run_driver(workdir, steps, *args, check=True):
+  cmd = [sys.executable, "-m", "tests.train.driver", str(workdir), str(steps), *map(str, args)]
+  proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+  if check and proc.returncode != 0:
+    raise AssertionError(f"driver failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+  return proc
+
+
+def read_log(path):
+  with open(path) as f:
+    return {r["step"]: r["batch"] for r in map(json.loads, f)}
+
+
+def test_sharded_8_devices_equals_1_device(tmp_path):
+  assert jax.device_count() == 8
+  no_eval = dict(train__eval_every=0, train__checkpoint_every=100)
+  one = trainer.train_and_evaluate(load_config(TINY, steps=5, mesh__num_devices=1, **no_eval), tmp_path / "one")
+  eight = trainer.train_and_evaluate(load_config(TINY, steps=5, mesh__data=4, mesh__fsdp=2, **no_eval),
+                                     tmp_path / "eight")
+  assert int(one.step) == int(eight.step) == 5
+  # params really are split over fsdp on the 8-device run
+  kernel = eight.params["intro"]["kernel"]
+  assert kernel.sharding.spec == jax.sharding.PartitionSpec(None, None, None, "fsdp")
+  assert kernel.addressable_shards[0].data.shape[-1] == kernel.shape[-1] // 2
+  assert max_abs_diff(one.params, eight.params) <= 1e-5
+  assert max_abs_diff(one.opt_state, eight.opt_state) <= 1e-5
+
+
+def test_killed_and_resumed_equals_uninterrupted(tmp_path):
+  straight_log, first_log, second_log = (tmp_path / f"{n}.jsonl" for n in ("straight", "first", "second"))
+  run_driver(tmp_path / "straight", 20, "--log", straight_log)
+  # killed with SIGKILL at step 12, after checkpoint 10 is final: steps 11, 12 are lost
+  killed = run_driver(tmp_path / "resumed", 20, "--kill-at", 12, "--wait-ckpt", 10, "--log", first_log, check=False)
+  assert killed.returncode == -9, killed.stderr[-2000:]
+  run_driver(tmp_path / "resumed", 20, "--log", second_log)
+
+  straight, first, second = read_log(straight_log), read_log(first_log), read_log(second_log)
+  assert sorted(first) == list(range(1, 13)) and sorted(second) == list(range(11, 21))
+  assert all(first[s] == straight[s] for s in first)
+  assert all(second[s] == straight[s] for s in second), "resumed run saw different batches"
+
+  config = load_config(TINY, steps=20)
+  setup = trainer.Setup(config)
+  from jaxdeg.train import checkpoint as ckpt
+  states = []
+  for name in ("straight", "resumed"):
+    with ckpt.create_manager(tmp_path / name, read_only=True) as mgr:
+      assert mgr.latest_step() == 20
+      states.append(ckpt.restore(mgr, 20, setup.abstract_state))
+  for a, b in zip(jax.tree.leaves(states[0]), jax.tree.leaves(states[1])):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_sigterm_saves_and_exits_zero(tmp_path):
+  proc = run_driver(tmp_path / "w", 50, "--term-at", 7)
+  assert proc.returncode == 0
+  assert sorted(os.listdir(tmp_path / "w" / "checkpoints")) == ["7"]
+
+
+def test_evaluate_restores_8_device_checkpoint_on_1_and_4_devices(tmp_path):
+  config = load_config(TINY, steps=10, mesh__data=4, mesh__fsdp=2)
+  trainer.train_and_evaluate(config, tmp_path)
+  with open(tmp_path / "eval_history.jsonl") as f:
+    at_training = json.loads(f.readlines()[-1])
+  assert at_training["step"] == 10
+  for mesh in (dict(mesh__num_devices=1, mesh__data=-1, mesh__fsdp=1),
+               dict(mesh__num_devices=4, mesh__data=2, mesh__fsdp=2)):
+    results = trainer.evaluate(load_config(TINY, steps=10, **mesh), tmp_path)
+    assert results["step"] == 10
+    for k in ("psnr_input", "psnr_output"):
+      assert abs(results[k] - at_training[k]) < 1e-4, (mesh, k, results[k], at_training[k])
+  with open(tmp_path / "metrics.json") as f:
+    assert json.load(f)["num_examples"] == 2
+  assert (tmp_path / "eval.png").exists() or (tmp_path / "demo.png").exists()
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+  common = dict(train__checkpoint_every=2, train__eval_every=0, train__log_every=100)
+  trainer.train_and_evaluate(load_config(TINY, steps=4, **common), tmp_path)
+  # resume with an absurd learning rate: the loss blows up within a few steps
+  diverging = load_config(TINY, steps=40, optimizer__learning_rate=1e12, optimizer__grad_clip=1e30, **common)
+  with pytest.raises(trainer.NonFiniteLossError, match=r"loss became (nan|inf) at step \d+"):
+    trainer.train_and_evaluate(diverging, tmp_path)
+  saved = sorted(int(s) for s in os.listdir(tmp_path / "checkpoints") if s.isdigit())
+  setup = trainer.Setup(diverging)
+  from jaxdeg.train import checkpoint as ckpt
+  with ckpt.create_manager(tmp_path, read_only=True) as mgr:
+    for step in saved:
+      state = ckpt.restore(mgr, step, setup.abstract_state)
+      assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(state.params)), step
+  assert 4 in saved
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("task", "no_such_task", "config.task='no_such_task' is not a jaxdeg task"),
+    ("mesh.data", 3, "needs 3 devices, but 8 are in use"),
+    ("train.batch_size", 12, "config.train.batch_size=12 is not divisible by the 8 batch shards"),
+])
+def test_bad_config_values_raise_clear_errors(tmp_path, field, value, message):
+  with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace("[", r"\[")):
+    trainer.train_and_evaluate(load_config(TINY, overrides=[f"{field}={value!r}"]), tmp_path)
+
+
+def test_unwritable_workdir_is_a_clear_error(tmp_path):
+  blocker = tmp_path / "a_file"
+  blocker.write_text("not a directory")
+  with pytest.raises(ConfigError, match="cannot write there"):
+    trainer.ensure_workdir(str(blocker / "workdir"))
+  if os.geteuid() != 0:  # root ignores permission bits
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    with pytest.raises(ConfigError, match="cannot write there"):
+      trainer.ensure_workdir(str(locked / "w"))
+
+
+def _main(*args):
+  return subprocess.run([sys.executable, "-m", "jaxdeg.main", *args], cwd=ROOT, capture_output=True,
+                        text=True, timeout=300)
+
+
+def test_command_line_errors_are_one_line_and_overrides_reach_none_fields(tmp_path):
+  # init_from defaults to None: the override must parse and reach the trainer
+  proc = _main(f"--config={TINY}", f"--workdir={tmp_path}", "--config.train.steps=3",
+               "--config.init_from=/nonexistent/run")
+  assert proc.returncode == 2
+  assert "Traceback" not in proc.stderr
+  errors = [l for l in proc.stderr.splitlines() if l.startswith("jaxdeg: error:")]
+  assert errors == ["jaxdeg: error: config.init_from=/nonexistent/run: no checkpoint found there"]
+
+  proc = _main(f"--config={TINY}", f"--workdir={tmp_path}", "--config.mesh.fsdp=3")
+  assert proc.returncode == 2 and "Traceback" not in proc.stderr
+  assert any(l.startswith("jaxdeg: error: config.mesh=") for l in proc.stderr.splitlines())

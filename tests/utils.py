@@ -1,0 +1,38 @@
+"""Shared test helpers."""
+import importlib.util
+import os
+
+import jax
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load_config(spec, steps=None, overrides=(), **fields):
+  """'configs/x.py:variant' -> ConfigDict, with 'a.b=value' overrides (values parsed as Python)."""
+  import ast
+  path, _, variant = spec.partition(":")
+  mod_spec = importlib.util.spec_from_file_location("cfg", os.path.join(ROOT, path))
+  mod = importlib.util.module_from_spec(mod_spec)
+  mod_spec.loader.exec_module(mod)
+  config = mod.get_config(variant or None)
+  if steps is not None:
+    config.train.steps = steps
+  items = [o.split("=", 1) for o in overrides] + [(k.replace("__", "."), v) for k, v in fields.items()]
+  for key, value in items:
+    if isinstance(value, str):
+      try:
+        value = ast.literal_eval(value)
+      except (ValueError, SyntaxError):
+        pass
+    *parents, leaf = key.split(".")
+    node = config
+    for p in parents:
+      node = node[p]
+    node[leaf] = value
+  return config
+
+
+def max_abs_diff(a, b):
+  diffs = jax.tree.map(lambda x, y: float(np.max(np.abs(np.asarray(x, np.float64) - np.asarray(y, np.float64)))), a, b)
+  return max(jax.tree.leaves(diffs))
