@@ -12,8 +12,10 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
+# Train the demo restorer, then evaluate it from its checkpoint: $(WORKDIR)/demo.png, metrics.json.
 demo: $(VENV)/.installed
-	$(PY) -m jaxdeg.demo --workdir=$(WORKDIR)
+	$(PY) -m jaxdeg.main --config=configs/demo.py --workdir=$(WORKDIR) --mode=train
+	$(PY) -m jaxdeg.main --config=configs/demo.py --workdir=$(WORKDIR) --mode=evaluate
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q -n 2 --dist loadfile
