@@ -1,7 +1,11 @@
 """The one entry point for every stage, chosen by an ml_collections config.
 
   python -m jaxdeg.main --config=configs/<experiment>.py[:variant] --workdir=DIR \\
-      [--mode=train|evaluate] [--step=N] [--config.some.field=value ...]
+      [--mode=train|evaluate|compile] [--step=N] [--config.some.field=value ...]
+
+Multi-process runs (one process per host or per GPU) connect through jax.distributed: from the
+environment on TPU pods, SLURM and Kubernetes, or explicitly with --coordinator_address,
+--num_processes and --process_id.
 """
 import sys
 
@@ -10,13 +14,16 @@ from ml_collections import config_flags
 
 from jaxdeg.errors import UserError
 
-MODES = ("train", "evaluate")
+MODES = ("train", "evaluate", "compile")
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file[:variant].",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and outputs.")
 _MODE = flags.DEFINE_enum("mode", "train", MODES, "What to run.")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step for --mode=evaluate (default: latest).")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (multi-process).")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes (multi-process).")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index (multi-process).")
 
 
 def run(config, workdir, mode="train", step=None):
@@ -26,6 +33,8 @@ def run(config, workdir, mode="train", step=None):
     return trainer.train_and_evaluate(config, workdir)
   if mode == "evaluate":
     return trainer.evaluate(config, workdir, step=step)
+  if mode == "compile":
+    return trainer.compile_report(config, workdir)
   raise UserError(f"--mode={mode!r}: must be one of {', '.join(MODES)}")
 
 
@@ -37,6 +46,8 @@ def _main(argv):
   if not _WORKDIR.value:
     raise app.UsageError("--workdir is required")
   try:
+    from jaxdeg.train import distributed
+    distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     run(_CONFIG.value, _WORKDIR.value, _MODE.value, _STEP.value)
   except UserError as e:
     # Bad input is the user's to fix: one line naming the thing and the reason, no traceback.
