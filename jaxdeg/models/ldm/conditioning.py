@@ -1,0 +1,101 @@
+"""GenDeg's cross-attention context: what degradation, and how strong.
+
+Degradation: learned type tokens by default (one (L, D) token sequence per type, plus a null
+sequence for classifier-free guidance), standing in for the CLIP text embedding GenDeg uses; or
+precomputed text embeddings (B, L, D) passed in, when a user has them.
+Intensity: μ and σ one-hots (129-way, index 128 = null; see `jaxdeg.degrade.intensity`), each
+through Linear(129 → L), giving (B, L, 2); concatenated to the context (B, L, D) and mapped back by
+Linear(D + 2 → D), initialised as the identity on the first D inputs with zero bias, so at
+initialisation the context passes through unchanged apart from the two intensity columns.
+"""
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxdeg.degrade import intensity
+from jaxdeg.models import layers
+
+DEGRADATION_TYPES = ("haze", "rain", "snow", "motion_blur", "low_light", "raindrop", "snow+haze", "rain+haze")
+# GenDeg's prompt suffixes, for users who build text embeddings themselves
+PHRASES = {"haze": "hazy", "rain": ", in rainy conditions", "snow": "snowy", "motion_blur": "blurry",
+           "low_light": "low-light", "raindrop": ", with raindrops in it", "snow+haze": "snowy and hazy",
+           "rain+haze": "rainy and hazy"}
+
+
+def type_index(name, types=DEGRADATION_TYPES):
+  """Token index of a degradation type name; '' or None → the null token."""
+  if name in (None, "", "null"):
+    return len(types)
+  if name not in types:
+    raise ValueError(f"unknown degradation type {name!r}; known: {', '.join(types)}")
+  return types.index(name)
+
+
+def _identity_then(extra_init):
+  """Kernel init (D + k, D): identity on the first D rows, `extra_init` on the last k."""
+  def init(key, shape, dtype=jnp.float32):
+    d_in, d_out = shape
+    eye = jnp.eye(d_out, dtype=dtype)
+    return jnp.concatenate([eye, extra_init(key, (d_in - d_out, d_out), dtype)], axis=0)
+  return init
+
+
+def _torch_linear_uniform(fan_in):
+  """torch.nn.Linear's default weight init, U(±1/√fan_in): what GenDeg's extra columns start at."""
+  bound = 1.0 / fan_in ** 0.5
+  return lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound, bound)
+
+
+class DegradationContext(nn.Module):
+  """(stats one-hots (B, 2, 129), type ids (B,) or text embeddings (B, L, D)) → context (B, L, D).
+
+  `stats_columns_init`: 'uniform' starts the two intensity columns of the projection as torch's
+  Linear default (as GenDeg); 'zeros' makes the projection exactly the identity at init.
+  """
+  context_len: int = 77
+  context_dim: int = 768
+  types: Sequence[str] = DEGRADATION_TYPES
+  stats_columns_init: str = "uniform"
+  dtype: Any = jnp.float32
+
+  @property
+  def null_type(self):
+    return len(self.types)
+
+  @nn.compact
+  def __call__(self, stats, type_ids=None, text=None):
+    if (type_ids is None) == (text is None):
+      raise ValueError("DegradationContext: pass exactly one of type_ids and text")
+    if stats.shape[-2:] != (2, intensity.ONE_HOT_SIZE):
+      raise ValueError(f"DegradationContext: stats must be (B, 2, {intensity.ONE_HOT_SIZE}) one-hots, got {stats.shape}")
+    L, D = self.context_len, self.context_dim
+    if text is None:
+      table = layers.param(self, "type_tokens", nn.initializers.normal(0.02), (len(self.types) + 1, L, D),
+                           (None, None, "out"))
+      context = jnp.take(table, jnp.asarray(type_ids, jnp.int32), axis=0)
+    else:
+      if text.shape[-2:] != (L, D):
+        raise ValueError(f"DegradationContext: text embeddings must be (B, {L}, {D}), got {text.shape}")
+      context = text
+    s = layers.Dense(L, dtype=self.dtype, name="stats_proj")(stats.astype(self.dtype))  # (B, 2, L)
+    x = jnp.concatenate([context.astype(self.dtype), jnp.swapaxes(s, -1, -2)], axis=-1)  # (B, L, D + 2)
+    if self.stats_columns_init not in ("uniform", "zeros"):
+      raise ValueError(f"DegradationContext: stats_columns_init must be 'uniform' or 'zeros', "
+                       f"got {self.stats_columns_init!r}")
+    extra = _torch_linear_uniform(D + 2) if self.stats_columns_init == "uniform" else nn.initializers.zeros_init()
+    return layers.Dense(D, kernel_init=_identity_then(extra), dtype=self.dtype, name="cc_projection")(x)
+
+
+def null_inputs(batch, types=DEGRADATION_TYPES):
+  """(null stats one-hots, null type ids) for the unconditional branch of guidance."""
+  return intensity.null_stats((batch,)), jnp.full((batch,), len(types), jnp.int32)
+
+
+def dropout_masks(key, batch, p=0.05):
+  """GenDeg's condition dropout, one draw r ~ U(0, 1) per example:
+  r < p drops text and μσ; p ≤ r < 2p drops text, μσ and image; 2p ≤ r < 3p drops the image only.
+  Returns (drop_text_and_stats, drop_image) boolean (B,) masks."""
+  r = jax.random.uniform(key, (batch,))
+  return r < 2 * p, (r >= p) & (r < 3 * p)
