@@ -61,9 +61,10 @@ def write_markdown():
   for r in rows:
     rt = ratio(r)
     ok = "" if r.get("target") is None or rt is None else (" ✓" if rt >= r["target"] else " ✗ below target")
+    target = "" if r.get("target") is None else f"≥ {r['target']}×"  # Python 3.11: no nested same quotes
     lines.append(
         f"| {r['figure']} | {r['ours']:.4g} {r['unit']} | {r['peer']:.4g} {r['unit']} | {r['peer_name']} "
-        f"| {'' if rt is None else f'{rt:.2f}×'}{ok} | {'' if r.get('target') is None else f'≥ {r['target']}×'} "
+        f"| {'' if rt is None else f'{rt:.2f}×'}{ok} | {target} "
         f"| {r['machine']} | `{r['command']}` | {r['date']} |")
     if r.get("notes"):
       lines.append(f"| ↳ {r['notes']} | | | | | | | | |")

@@ -1,102 +1,205 @@
-"""grain pipelines: seeded shuffle, per-process shard, crop, batch, prefetch; global jax.Arrays.
+"""grain pipelines: per-process shard, seeded shuffle, decode, aligned crops, mixing, batches.
 
-Every transform is a picklable class so `mp_prefetch` workers can run it.
+    source ─► shuffled epochs (a new order each epoch) ─► Decode ─► PairCrop
+           ─► Degrade (clean-only sources with degradations, JAX on the CPU) ─► Finalize
+    ... one such chain per input ─► MapDataset.mix(weights) ─► this process's block of each
+           global batch ─► iterate (drops skipped records) ─► batch ─► mp_prefetch(worker_count)
+           ─► to_global (sharded jax.Array on the mesh)
+
+Process i of n takes rows [i·b, (i+1)·b) of every global batch (b = global batch / n), which is
+where `to_global` puts them: the global batches do not depend on the process count (except where
+records are skipped), and each example's randomness comes from its global position.
+
+Where degradations run: `Input(degrade_on='cpu')` (default) makes the degraded image inside the
+pipeline, in the grain workers; `degrade_on='device'` leaves the images clean and adds a per-example
+'seed', for a task that degrades in its jitted step (as the restore task does).
+
+Every transform is picklable so `mp_prefetch` workers can run it; the iterators are grain
+DatasetIterators, checkpointed with the model (get_state/set_state).
 """
 import dataclasses
+from typing import Any
 
 import grain
 import jax
 import numpy as np
+from absl import flags
 
-from jaxdeg.errors import DataError
+from jaxdeg.data import skips
+from jaxdeg.data.ordering import ProcessBlocks, shuffled_epochs
+from jaxdeg.data.transforms import FLIPS, CenterCrop, Decode, Degrade, Finalize, PairCrop
+from jaxdeg.errors import ConfigError, DataError
 
-
-@dataclasses.dataclass(frozen=True)
-class RandomCrop(grain.transforms.RandomMap):
-  """Random `size`² crop of example['image'] (uint8 or float) -> float32 in [0, 1]."""
-  size: int
-
-  def random_map(self, example, rng: np.random.Generator):
-    img = example["image"]
-    h, w = img.shape[:2]
-    if h < self.size or w < self.size:
-      raise DataError(f"{example.get('name', 'image')}: {h}x{w} is smaller than the crop {self.size}")
-    y = rng.integers(0, h - self.size + 1)
-    x = rng.integers(0, w - self.size + 1)
-    return {"image": _to_float(img[y:y + self.size, x:x + self.size])}
+DEGRADE_ON = ("cpu", "device")
 
 
-@dataclasses.dataclass(frozen=True)
-class CenterCrop(grain.transforms.Map):
-  """Deterministic centre `size`² crop -> float32 in [0, 1] (evaluation)."""
-  size: int
+@dataclasses.dataclass
+class Input:
+  """One source of a pipeline, with its mixing weight and (for clean images) its degradations."""
+  source: Any
+  weight: float = 1.0
+  degradations: Any = None
+  degrade_on: str = "cpu"
 
-  def map(self, example):
-    img = example["image"]
-    h, w = img.shape[:2]
-    s = min(self.size, h, w)
-    y, x = (h - s) // 2, (w - s) // 2
-    return {"image": _to_float(img[y:y + s, x:x + s])}
+  def __post_init__(self):
+    if self.degrade_on not in DEGRADE_ON:
+      raise ConfigError(f"degrade_on={self.degrade_on!r}: must be one of {', '.join(DEGRADE_ON)}")
+    if not self.weight > 0:
+      raise ConfigError(f"{self.source!r}: mixing weight must be > 0, got {self.weight}")
+    if self.degradations and self.paired_source:
+      raise ConfigError(f"{self.source!r} already holds degraded images: remove its 'degradations'")
+    self.degrade = Degrade(self.degradations) if self.degradations and self.degrade_on == "cpu" else None
+
+  @property
+  def paired_source(self):
+    return bool(getattr(self.source, "paired", False))
+
+  @property
+  def paired(self):
+    return self.paired_source or self.degrade is not None
+
+  @property
+  def type_names(self):
+    names = set(getattr(self.source, "type_names", ()))
+    if self.degrade is not None:
+      names.add(self.degrade.type_name)
+    return names
 
 
-def _to_float(img):
-  img = np.asarray(img)
-  return (img.astype(np.float32) / 255.0) if img.dtype == np.uint8 else img.astype(np.float32)
+def as_inputs(sources) -> list[Input]:
+  many = isinstance(sources, (list, tuple))
+  inputs = [s if isinstance(s, Input) else Input(s) for s in (sources if many else [sources])]
+  if not inputs:
+    raise ConfigError("no data sources given")
+  for inp in inputs:
+    if len(inp.source) == 0:
+      raise DataError(f"data source {inp.source!r} has no examples")
+  if len({inp.paired for inp in inputs}) > 1:
+    kinds = ", ".join(f"{inp.source!r}: {'pairs' if inp.paired else 'clean images'}" for inp in inputs)
+    raise ConfigError(f"cannot mix sources of pairs with sources of clean images ({kinds}); give the "
+                      "clean sources 'degradations'")
+  return inputs
 
 
-def process_shard(ds: grain.MapDataset) -> grain.MapDataset:
-  """This process's slice of a dataset (disjoint across processes, together covering it)."""
-  return ds[jax.process_index()::jax.process_count()]
+def type_vocabulary(inputs) -> tuple[str, ...]:
+  """Degradation labels the inputs can produce, sorted: 'type' in a batch indexes this."""
+  return tuple(sorted(set().union(*(inp.type_names for inp in inputs)) - {""}))
 
 
-def local_batch_size(global_batch_size: int) -> int:
-  if global_batch_size % jax.process_count():
-    raise DataError(f"batch size {global_batch_size} is not divisible by the {jax.process_count()} processes")
-  return global_batch_size // jax.process_count()
+def local_batch_size(global_batch_size: int, process_count=None) -> int:
+  pc = jax.process_count() if process_count is None else process_count
+  if global_batch_size % pc:
+    raise DataError(f"batch size {global_batch_size} is not divisible by the {pc} processes")
+  return global_batch_size // pc
 
 
-def train_dataset(source, *, crop: int, global_batch_size: int, seed: int, transforms=(),
-                  worker_count: int = 0) -> grain.IterDataset:
-  """Infinite, shuffled (reshuffled every epoch), cropped and batched examples for this process."""
-  if len(source) == 0:
-    raise DataError(f"data source {source!r} has no examples")
-  ds = grain.MapDataset.source(source).seed(seed).shuffle().repeat()
-  ds = process_shard(ds).random_map(RandomCrop(crop))
+def _worker_init(worker_index, worker_count):
+  # Degradations in workers run on the CPU: never let a worker claim the accelerator.
+  del worker_index, worker_count
+  jax.config.update("jax_platforms", "cpu")
+
+
+def _chain(ds, transforms):
   for t in transforms:
     ds = ds.random_map(t) if isinstance(t, grain.transforms.RandomMap) else ds.map(t)
-  ds = ds.batch(local_batch_size(global_batch_size), drop_remainder=True)
-  it = ds.to_iter_dataset()
+  return ds
+
+
+def train_dataset(sources, *, crop: int, global_batch_size: int, seed: int, transforms=(),
+                  worker_count: int = 0, flip=False, degraded_key=False, on_error="skip",
+                  type_names=None, meta_fields=(), read_threads=4, process_index=None,
+                  process_count=None) -> grain.IterDataset:
+  """Infinite, shuffled, cropped, mixed and batched examples for this process.
+
+  `sources`: a source, an `Input`, or a list of them (mixed by their weights). Pairs come out as
+  {clean, degraded, degraded_key?, type, intensity, source, <meta_fields>}; clean images as
+  {image, image_key?, seed?}. `transforms` are extra grain transforms on each finished example.
+  """
+  skips.check_on_error(on_error)
+  if flip not in FLIPS:
+    raise ConfigError(f"flip={flip!r}: must be '' (none), 'h' (left-right) or 'hv' (and up-down)")
+  inputs = as_inputs(sources)
+  type_names = tuple(type_names) if type_names else type_vocabulary(inputs)
+  batch_size = local_batch_size(global_batch_size, process_count)
+  skip_dir = skips.skip_dir()
+  chains = []
+  for i, inp in enumerate(inputs):
+    ds = shuffled_epochs(grain.MapDataset.source(inp.source).seed(seed + i), seed + i)
+    ds = ds.map(Decode(on_error, skip_dir))
+    ds = ds.random_map(PairCrop(crop, flip, degraded_key, on_error, skip_dir))
+    if inp.degrade is not None:
+      ds = ds.map(inp.degrade)
+    ds = ds.map(Finalize(i, type_names, tuple(meta_fields), keep_seed=inp.degrade_on == "device"
+                         and bool(inp.degradations)))
+    chains.append(_chain(ds, transforms))
+  ds = chains[0] if len(chains) == 1 else grain.MapDataset.mix(chains, [inp.weight for inp in inputs])
+  # Shard last: every example's order and randomness depend on its global position only, so N
+  # processes together make exactly the batches one process would (MapDatasets are lazy: each
+  # process computes only its own examples).
+  pi = jax.process_index() if process_index is None else process_index
+  pc = jax.process_count() if process_count is None else process_count
+  if pc > 1:
+    ds = ProcessBlocks(ds, pi, pc, global_batch_size)
+  read = grain.ReadOptions(num_threads=read_threads, prefetch_buffer_size=max(2 * batch_size, 8))
+  it = ds.to_iter_dataset(read).batch(batch_size, drop_remainder=True)
   if worker_count > 0:
-    it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=worker_count))
+    if not flags.FLAGS.is_parsed():  # grain's worker options are absl flags; outside absl.app use defaults
+      flags.FLAGS.mark_as_parsed()
+    it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=worker_count), worker_init_fn=_worker_init)
   return it
 
 
-def eval_dataset(source, *, crop: int, global_batch_size: int, transforms=()):
+def _with_seed(index, rec):
+  # Eval degradations are seeded by the example's index: the same on every run and mesh.
+  return None if rec is None else dict(rec, seed=np.uint32(index))
+
+
+def _eval_chain(inputs, crop, on_error, type_names, meta_fields, transforms):
+  skip_dir = skips.skip_dir()
+  chains = []
+  for i, inp in enumerate(inputs):
+    ds = grain.MapDataset.source(inp.source).map(Decode(on_error, skip_dir))
+    ds = ds.map(CenterCrop(crop, on_error, skip_dir)).map_with_index(_with_seed)
+    if inp.degrade is not None:
+      ds = ds.map(inp.degrade)
+    ds = ds.map(Finalize(i, type_names, tuple(meta_fields), keep_seed=inp.degrade_on == "device"
+                         and bool(inp.degradations)))
+    chains.append(_chain(ds, transforms))
+  return chains[0] if len(chains) == 1 else grain.MapDataset.concatenate(chains)
+
+
+def eval_dataset(sources, *, crop: int, global_batch_size: int, transforms=(), on_error="skip",
+                 type_names=None, meta_fields=(), process_index=None, process_count=None):
   """Finite, ordered, centre-cropped batches with each example's global 'index' and a 0/1 'mask'.
 
-  Padding examples have mask 0. Every process yields the same number of batches, or
-  multi-host eval steps (collectives) would hang.
+  Padding examples, and records skipped as unusable, have mask 0. Every process yields the same
+  number of batches, or multi-host eval steps (collectives) would hang.
   """
-  full = grain.MapDataset.source(source).map(CenterCrop(crop))
-  for t in transforms:
-    full = full.map(t)
-  indices = list(range(len(full)))[jax.process_index()::jax.process_count()]
-  if not indices:
-    indices = [0]  # nothing left for this process: one fully masked batch
-    present = 0
-  else:
-    present = len(indices)
-  bs = local_batch_size(global_batch_size)
-  per_process = -(-len(full) // jax.process_count())
-  for start in range(0, per_process, bs):
-    chunk = indices[start:start + bs]
-    mask = np.zeros((bs,), np.float32)
-    mask[:max(0, min(len(chunk), present - start))] = 1.0
-    chunk = chunk + [indices[-1]] * (bs - len(chunk))
-    items = [dict(full[i], index=np.int32(i)) for i in chunk]
-    batch = {k: np.stack([it[k] for it in items]) for k in items[0]}
-    batch["mask"] = mask
+  skips.check_on_error(on_error)
+  inputs = as_inputs(sources)
+  type_names = tuple(type_names) if type_names else type_vocabulary(inputs)
+  full = _eval_chain(inputs, crop, on_error, type_names, meta_fields, transforms)
+  pi = jax.process_index() if process_index is None else process_index
+  bs = local_batch_size(global_batch_size, process_count)
+  n, template = len(full), None
+  for start in range(0, n, global_batch_size):
+    # This process's block of the global batch, as in training: the same batches on any process count.
+    index = [start + pi * bs + j for j in range(bs)]
+    items = [full[i] if i < n else None for i in index]
+    mask = np.array([x is not None for x in items], np.float32)
+    if template is None:
+      template = next((x for x in items if x is not None), None) or _first_example(full)
+    items = [x if x is not None else jax.tree.map(np.zeros_like, template) for x in items]
+    batch = {k: np.stack([x[k] for x in items]) for k in template}
+    batch["index"], batch["mask"] = np.minimum(np.array(index, np.int32), n - 1), mask
     yield batch
+
+
+def _first_example(full):
+  for i in range(len(full)):
+    if full[i] is not None:
+      return full[i]
+  raise DataError("evaluation data: every record was skipped (see data_skips.json)")
 
 
 def to_global(batch, sharding):

@@ -16,6 +16,7 @@ from absl import logging
 from jaxdeg import tasks
 from jaxdeg.data import images as image_io
 from jaxdeg.data.pipeline import to_global
+from jaxdeg.data.skips import write_skip_summary
 from jaxdeg.errors import ConfigError, UserError
 from jaxdeg.train import checkpoint as ckpt
 from jaxdeg.train import mesh as mesh_lib
@@ -173,6 +174,7 @@ def train_and_evaluate(config, workdir, hooks=()):
         _append_jsonl(os.path.join(workdir, "eval_history.jsonl"), {"step": step, **results})
       if save_now:
         ckpt.save(mgr, step, state, data_iter, config)
+        write_skip_summary(workdir)
       if preemption.requested:
         logging.warning("stopped at step %d after SIGTERM; checkpoint saved", step)
         break

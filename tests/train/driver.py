@@ -1,7 +1,7 @@
 """Runs the trainer in a separate process for tests that kill, signal or resume it.
 
   python -m tests.train.driver WORKDIR STEPS [--kill-at N --wait-ckpt S] [--term-at N]
-      [--log FILE] [--set field=value ...]
+      [--log FILE] [--set field=value ...] [--coordinator HOST:PORT --num-processes N --process-id I]
 --log appends one JSON line per step: step, hash of the host batch.
 """
 import argparse
@@ -24,7 +24,14 @@ def main():
   p.add_argument("--term-at", type=int)
   p.add_argument("--log")
   p.add_argument("--set", nargs="*", default=[])
+  p.add_argument("--coordinator")
+  p.add_argument("--num-processes", type=int)
+  p.add_argument("--process-id", type=int)
+  p.add_argument("--heartbeat-timeout", type=int, default=60)
   a = p.parse_args()
+  if a.coordinator:
+    from jaxdeg.train import distributed
+    distributed.initialize(a.coordinator, a.num_processes, a.process_id, heartbeat_timeout=a.heartbeat_timeout)
   config = load_config("configs/demo.py:tiny", steps=a.steps, overrides=a.set)
   from jaxdeg.train import trainer
 

@@ -1,0 +1,161 @@
+"""Train and eval data from `config.data`, so tasks never build pipelines by hand.
+
+    config.data.sources = (                       # training inputs, mixed by weight
+        dict(kind="folder", path="/data/photos", weight=2.0,
+             degradations=[dict(name="haze", intensity=(0.2, 1.0))]),
+        dict(kind="paired", path="/data/SOTS/indoor", layout="sots"),
+        dict(kind="tfds", name="rain100l", split="train", manual_dir="/data/Rain100L",
+             data_dir="/data/tfds"),
+        dict(kind="array_record", path="/data/synth"),
+        dict(kind="samples", photos=("astronaut", "coffee"), degradations="gaussian_noise"),
+    )
+    config.data.eval_sources = (...)              # same kinds; concatenated in order
+    config.data.crop, .eval_crop, .flip ('' none, 'h', 'hv'), .degraded_key, .on_error,
+    .worker_count, .validate, .types, .meta_fields, .read_threads
+
+Per kind, the keys a source dict may have:
+  folder        path, degradations, degrade_on ('cpu' | 'device'), type, weight
+  paired        path, layout (layouts.PRESETS), degraded_dirs, clean_dirs, pattern, template, type,
+                sigma (bsd68), weight
+  tfds          name (sots | rain100l | lol | gopro | bsd68), split, data_dir, manual_dir, sigma, weight
+  array_record  path (folder or file list), types (labels its records use), weight
+  samples       photos, degradations, degrade_on, weight
+`types` (optional) fixes the label vocabulary that a batch's 'type' indexes; by default it is the
+sorted set of labels the train and eval sources declare.
+"""
+import ml_collections
+
+from jaxdeg.data import pipeline, samples, sources, transforms
+from jaxdeg.data.skips import check_on_error
+from jaxdeg.errors import ConfigError
+
+_KEYS = {
+    "folder": {"path", "degradations", "degrade_on", "type", "weight"},
+    "paired": {"path", "layout", "degraded_dirs", "clean_dirs", "pattern", "template", "type", "sigma", "weight"},
+    "tfds": {"name", "split", "data_dir", "manual_dir", "sigma", "weight"},
+    "array_record": {"path", "types", "weight"},
+    "samples": {"photos", "degradations", "degrade_on", "weight"},
+}
+_REQUIRED = {"folder": ("path",), "paired": ("path",), "tfds": ("name",), "array_record": ("path",),
+             "samples": ("photos",)}
+
+
+def defaults() -> ml_collections.ConfigDict:
+  """The data fields with their defaults (merge into a config's `data`)."""
+  return ml_collections.ConfigDict(dict(
+      sources=(), eval_sources=(), crop=256, eval_crop=256, flip="", degraded_key=False,
+      on_error="skip", worker_count=0, validate=True, types=(), meta_fields=(), read_threads=4))
+
+
+def _plain(value):
+  return value.to_dict() if hasattr(value, "to_dict") else value
+
+
+def _get(data, name):
+  base = defaults()
+  return data.get(name, base[name]) if hasattr(data, "get") else getattr(data, name, base[name])
+
+
+def _spec(raw, where):
+  spec = dict(_plain(raw))
+  kind = spec.pop("kind", None)
+  if kind not in _KEYS:
+    raise ConfigError(f"{where}.kind={kind!r}: must be one of {', '.join(_KEYS)}")
+  unknown = set(spec) - _KEYS[kind]
+  if unknown:
+    raise ConfigError(f"{where} ({kind}): unknown key(s) {sorted(unknown)}; allowed: {sorted(_KEYS[kind])}")
+  missing = [k for k in _REQUIRED[kind] if not spec.get(k)]
+  if missing:
+    raise ConfigError(f"{where} ({kind}): missing {', '.join(missing)}")
+  return kind, spec
+
+
+def declared_types(raw) -> set:
+  """Labels a source spec can produce, without opening it."""
+  from jaxdeg.data import layouts
+  kind, spec = _spec(raw, "source")
+  if kind == "paired":
+    return {spec.get("type") or layouts.rule_for(spec.get("layout", "relative")).type_name} - {""}
+  if kind == "tfds":
+    from jaxdeg.data.tfds import BUILDERS
+    short = spec["name"] if spec["name"] in BUILDERS else spec["name"].replace("jaxdeg_", "").split("/")[0]
+    return {layouts.PRESETS[short].type_name} if short in layouts.PRESETS else set()
+  if kind == "array_record":
+    return set(spec.get("types", ()))
+  if spec.get("degradations") and spec.get("degrade_on", "cpu") == "cpu":
+    return {transforms.Degrade(_plain(spec["degradations"])).type_name}
+  return {spec["type"]} if spec.get("type") else set()
+
+
+def type_names(data) -> tuple[str, ...]:
+  fixed = tuple(_get(data, "types") or ())
+  if fixed:
+    return fixed
+  names = set()
+  for raw in tuple(_get(data, "sources")) + tuple(_get(data, "eval_sources")):
+    names |= declared_types(raw)
+  return tuple(sorted(names))
+
+
+def build_input(raw, *, min_size=0, on_error="skip", validate=True, where="source") -> pipeline.Input:
+  kind, spec = _spec(raw, where)
+  weight = float(spec.pop("weight", 1.0))
+  degradations = _plain(spec.pop("degradations", None))
+  degrade_on = spec.pop("degrade_on", "cpu")
+  if kind == "folder":
+    src = sources.FolderSource(spec["path"], min_size=min_size, on_error=on_error, validate=validate,
+                               type_name=spec.get("type", ""))
+  elif kind == "paired":
+    options = {k: spec[k] for k in ("degraded_dirs", "clean_dirs", "pattern", "template") if k in spec}
+    if spec.get("type"):
+      options["type_name"] = spec["type"]
+    src = sources.PairedFolderSource(spec["path"], spec.get("layout", "relative"), min_size=min_size,
+                                     on_error=on_error, validate=validate, sigma=spec.get("sigma"), **options)
+  elif kind == "tfds":
+    from jaxdeg.data.tfds import TfdsSource
+    src = TfdsSource(spec["name"], split=spec.get("split", "test"), data_dir=spec.get("data_dir"),
+                     manual_dir=spec.get("manual_dir"), sigma=spec.get("sigma", 25.0))
+  elif kind == "array_record":
+    src = sources.ArrayRecordSource(_plain(spec["path"]))
+  else:
+    src = samples.SamplePhotos(spec["photos"])
+  return pipeline.Input(src, weight=weight, degradations=degradations, degrade_on=degrade_on)
+
+
+def _inputs(data, field, min_size):
+  on_error = check_on_error(_get(data, "on_error"))
+  specs = tuple(_get(data, field))
+  if not specs:
+    raise ConfigError(f"config.data.{field} is empty: name at least one data source")
+  return [build_input(s, min_size=min_size, on_error=on_error, validate=_get(data, "validate"),
+                      where=f"config.data.{field}[{i}]") for i, s in enumerate(specs)]
+
+
+def train_data(config):
+  """This process's infinite iterator dataset of training batches (grain, checkpointable)."""
+  data = config.data
+  crop = _get(data, "crop")
+  return pipeline.train_dataset(
+      _inputs(data, "sources", crop), crop=crop, global_batch_size=config.train.batch_size,
+      seed=config.seed, worker_count=_get(data, "worker_count"), flip=_get(data, "flip"),
+      degraded_key=_get(data, "degraded_key"), on_error=_get(data, "on_error"), type_names=type_names(data),
+      meta_fields=tuple(_get(data, "meta_fields")), read_threads=_get(data, "read_threads"))
+
+
+class EvalData:
+  """Re-iterable eval batches: sources are opened (and checked) once, iterated every evaluation."""
+
+  def __init__(self, config):
+    data = config.data
+    self.crop = _get(data, "eval_crop")
+    self.inputs = _inputs(data, "eval_sources", self.crop)
+    self.kwargs = dict(global_batch_size=config.eval.batch_size, on_error=_get(data, "on_error"),
+                       type_names=type_names(data), meta_fields=tuple(_get(data, "meta_fields")))
+
+  def __iter__(self):
+    return pipeline.eval_dataset(self.inputs, crop=self.crop, **self.kwargs)
+
+
+def eval_data(config) -> EvalData:
+  """This process's finite eval batches (each with 'index' and 'mask'); iterate it once per eval."""
+  return EvalData(config)
