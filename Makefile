@@ -9,6 +9,11 @@ WORKDIR ?= workdir
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e .
+	touch $@
+
+# Test extras (pytest, torch CPU, diffusers) only for the targets that need them.
+$(VENV)/.test-installed: $(VENV)/.installed
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
@@ -17,10 +22,10 @@ demo: $(VENV)/.installed
 	$(PY) -m jaxdeg.main --config=configs/demo.py --workdir=$(WORKDIR) --mode=train
 	$(PY) -m jaxdeg.main --config=configs/demo.py --workdir=$(WORKDIR) --mode=evaluate
 
-test: $(VENV)/.installed
+test: $(VENV)/.test-installed
 	$(PY) -m pytest -q -n 2 --dist loadfile
 
-$(VENV)/.bench-installed: $(VENV)/.installed
+$(VENV)/.bench-installed: $(VENV)/.test-installed
 	$(PY) -m pip install -q -e '.[test,bench]'
 	touch $@
 

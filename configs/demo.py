@@ -22,7 +22,7 @@ def get_config(variant=None):
   c.data.train_photos = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field",
                          "immunohistochemistry", "china", "flower", "colorwheel")
   c.data.eval_photos = ("grace_hopper", "retina")
-  c.data.crop = 64
+  c.data.crop = 48
   c.data.eval_crop = 256
   # Applied on the device in every step, in order; one intensity per image drawn in the range.
   c.data.degradations = ({"name": "gaussian_blur", "intensity": (0.0, 0.6)},
@@ -36,12 +36,12 @@ def get_config(variant=None):
   c.optimizer.weight_decay = 1e-4
   c.optimizer.grad_clip = 1.0
 
-  c.train.steps = 1500
-  c.train.batch_size = 16
+  c.train.steps = 800
+  c.train.batch_size = 8
   c.train.ema_decay = 0.995
   c.train.log_every = 50
-  c.train.eval_every = 500
-  c.train.checkpoint_every = 500
+  c.train.eval_every = 400
+  c.train.checkpoint_every = 400
   c.eval.batch_size = 8
   c.eval.grid_name = "demo.png"
   c.eval.grid_rows = 2

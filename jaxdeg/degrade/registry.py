@@ -60,3 +60,69 @@ def apply(key, images, name: str, intensity, **overrides):
   out = out.reshape(batch_shape + out.shape[1:])
   params = jax.tree.map(lambda p: p.reshape(batch_shape + p.shape[1:]), params)
   return out, params
+
+
+# ---------------------------------------------------------------------------------------------
+# Specs: how configs and data pipelines name a degradation.
+
+def _spec_dict(spec, where):
+  if isinstance(spec, str):
+    return {"name": spec}
+  if hasattr(spec, "to_dict"):  # ml_collections.ConfigDict / FrozenConfigDict
+    spec = spec.to_dict()
+  if not isinstance(spec, dict):
+    raise ConfigError(f"{where}: expected a dict with a 'name' (or a list of them), got {type(spec).__name__}")
+  if "name" not in spec:
+    raise ConfigError(f"{where}: missing 'name'; available: {', '.join(available())}")
+  return dict(spec)
+
+
+def parse_spec(spec):
+  """Normalise a spec into a list of stages (name, intensity, p, overrides); raises ConfigError.
+
+  A stage is {'name': str, 'intensity': float or [lo, hi] (uniform per image; default 1.0),
+  'p': probability of applying it per image (default 1.0), other keys: overrides}. A spec is a
+  stage, a name, or a list of stages applied in order.
+  """
+  many = isinstance(spec, (list, tuple))
+  stages = []
+  for i, raw in enumerate(spec if many else [spec]):
+    where = f"degradation spec[{i}]" if many else "degradation spec"
+    d = _spec_dict(raw, where)
+    name = d.pop("name")
+    get(name)
+    intensity = d.pop("intensity", 1.0)
+    bounds = tuple(intensity) if isinstance(intensity, (list, tuple)) else (intensity,)
+    if len(bounds) not in (1, 2) or not all(isinstance(b, (int, float)) and 0.0 <= b <= 1.0 for b in bounds):
+      raise ConfigError(f"{where} ({name}): 'intensity' must be a number in [0, 1] or a [low, high] pair "
+                        f"within it, got {intensity!r}")
+    p = d.pop("p", 1.0)
+    if not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
+      raise ConfigError(f"{where} ({name}): 'p' must be a probability in [0, 1], got {p!r}")
+    stages.append((name, bounds, float(p), d))
+  return stages, many
+
+
+def apply_spec(key, images, spec):
+  """Degrade images (..., H, W, 3) as `spec` says; returns (degraded, params).
+
+  params holds each stage's parameters plus 'intensity' and 'applied' per image; for a list spec it
+  is a dict keyed '<index>_<name>'.
+  """
+  stages, many = parse_spec(spec)
+  images = jnp.asarray(images, jnp.float32)
+  batch = images.shape[:-3]
+  all_params = {}
+  for i, (name, bounds, p, overrides) in enumerate(stages):
+    key, k_int, k_p, k_apply = jax.random.split(key, 4)
+    if len(bounds) == 2:
+      intensity = jax.random.uniform(k_int, batch, jnp.float32, bounds[0], bounds[1])
+    else:
+      intensity = jnp.full(batch, bounds[0], jnp.float32)
+    out, params = apply(k_apply, images, name, intensity, **overrides)
+    applied = jax.random.uniform(k_p, batch) < p if p < 1.0 else jnp.ones(batch, bool)
+    if p < 1.0:
+      out = jnp.where(applied[..., None, None, None], out, images)
+    images = out
+    all_params[f"{i}_{name}"] = dict(params, intensity=intensity, applied=applied)
+  return images, (all_params if many else next(iter(all_params.values())))

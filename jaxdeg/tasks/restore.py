@@ -38,16 +38,11 @@ class RestoreTask(Task):
       raise ConfigError(f"config.model.name={name!r}: restorers are {', '.join(MODELS)}")
     self.model = MODELS[name](**kwargs)
     self.tx = make_optimizer(config.optimizer, config.train.steps)
-    self.stages = []
-    for stage in config.data.degradations:
-      degrade.get(stage["name"])  # unknown names fail here, before training starts
-      lo, hi = stage.get("intensity", (0.0, 1.0))
-      if not 0.0 <= lo <= hi <= 1.0:
-        raise ConfigError(f"config.data.degradations: intensity range {(lo, hi)} of {stage['name']!r} "
-                          "must satisfy 0 <= low <= high <= 1")
-      self.stages.append((stage["name"], float(lo), float(hi)))
-    if not self.stages:
+    # A jaxdeg.degrade spec: stages in order, each with an intensity range and probability.
+    self.spec = [dict(stage) for stage in config.data.degradations]
+    if not self.spec:
       raise ConfigError("config.data.degradations is empty: nothing for the restorer to undo")
+    degrade.parse_spec(self.spec)  # bad names or ranges fail here, before training starts
 
   def init_state(self, rng):
     init_rng, rng = jax.random.split(rng)
@@ -56,13 +51,7 @@ class RestoreTask(Task):
     return TrainState.create(params=params, tx=self.tx, rng=rng, ema=self.config.train.ema_decay > 0)
 
   def degrade_one(self, key, clean):
-    """All stages in order on one image, each at an intensity drawn in its range."""
-    x = clean
-    for name, lo, hi in self.stages:
-      key, k_int, k_deg = jax.random.split(key, 3)
-      intensity = jax.random.uniform(k_int, (), minval=lo, maxval=hi)
-      x, _ = degrade.get(name)(k_deg, x, intensity)
-    return x
+    return degrade.apply_spec(key, clean, self.spec)[0]
 
   def degrade_batch(self, keys, clean):
     return jax.vmap(self.degrade_one)(keys, clean)
