@@ -264,7 +264,7 @@ def test_grain_statistics_match_dav1d(tmp_path, number, record_property):
     if m.sum() >= 1000:
       errors.append(abs(ours[:, m].std() / ref[m].std() - 1.0))
   acorr = [abs(np.mean([_lag1(g, ax) for g in ours]) - _lag1(ref, ax)) for ax in (0, 1)]
-  record_property("std_vs_luma_max_rel_error", max(errors))
-  record_property("lag1_autocorr_max_abs_diff", max(acorr))
+  record_property("std_vs_luma_max_rel_error", float(max(errors)))
+  record_property("lag1_autocorr_max_abs_diff", float(max(acorr)))
   assert len(errors) >= 6 and max(errors) <= 0.10, errors
   assert max(acorr) <= 0.05, acorr

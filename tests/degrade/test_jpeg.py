@@ -47,7 +47,7 @@ def test_parity_with_pillow_420(name, record_property):
     ref = _pillow(rgb, quality)
     ours = jpeg_roundtrip(jnp.asarray(rgb / 255.0, jnp.float32), quality, "420")
     score = float(psnr(ours, ref))
-    record_property(f"psnr_vs_pillow_q{quality}", score)
+    record_property(f"psnr_vs_pillow_q{quality}", float(score))
     assert score >= 38.0, (name, quality, score)
 
 

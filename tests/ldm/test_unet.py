@@ -10,8 +10,8 @@ from jaxdeg.interop import diffusers as imp
 from jaxdeg.models.ldm.unet import UNet
 from tests.ldm.torch_ref import nchw, nhwc, torch_unet
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("diffusers")
+import torch  # noqa: E402  (test dependency, pinned in pyproject)
+import diffusers  # noqa: E402,F401
 
 B, H, W, L = 3, 9, 10, 5  # odd height: exercises diffusers' upsample-to-skip-size path
 

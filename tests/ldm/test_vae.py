@@ -9,8 +9,8 @@ from jaxdeg.interop import diffusers as imp
 from jaxdeg.models.ldm.vae import AutoencoderKL, kl_divergence, sample_posterior
 from tests.ldm.torch_ref import nchw, nhwc, torch_vae
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("diffusers")
+import torch  # noqa: E402  (test dependency, pinned in pyproject)
+import diffusers  # noqa: E402,F401
 
 
 @pytest.fixture(scope="module")
