@@ -23,7 +23,7 @@ demo: $(VENV)/.installed
 	$(PY) -m jaxdeg.main --config=configs/demo.py --workdir=$(WORKDIR) --mode=evaluate
 
 test: $(VENV)/.test-installed
-	$(PY) -m pytest -q -n 2 --dist loadfile
+	$(PY) -m pytest -q -n 2 --dist worksteal
 
 $(VENV)/.bench-installed: $(VENV)/.test-installed
 	$(PY) -m pip install -q -e '.[test,bench]'

@@ -6,3 +6,10 @@ os.environ["XLA_FLAGS"] = os.environ["XLA_FLAGS"].replace(
     "--xla_force_host_platform_device_count=1", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# One persistent compilation cache for the test processes and the subprocesses they start: the
+# same tiny configs are compiled by many tests, and XLA:CPU compiles dominate the suite's time.
+import tempfile  # noqa: E402
+
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(tempfile.gettempdir(), "jaxdeg-test-xla-cache"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
