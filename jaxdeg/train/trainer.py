@@ -9,7 +9,6 @@ import signal
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
@@ -170,7 +169,7 @@ def train_and_evaluate(config, workdir, hooks=()):
         writer.write_scalars(step, {f"train/{k}": v for k, v in _mean_metrics(history).items()})
         history = []
       if config.train.eval_every and (step % config.train.eval_every == 0 or step == total):
-        results = evaluate_state(setup, state, writer, step)
+        results, _ = evaluate_state(setup, state, writer, step)
         _append_jsonl(os.path.join(workdir, "eval_history.jsonl"), {"step": step, **results})
       if save_now:
         ckpt.save(mgr, step, state, data_iter, config)
@@ -185,7 +184,8 @@ def train_and_evaluate(config, workdir, hooks=()):
 
 
 def evaluate_state(setup, state, writer, step):
-  """Masked means of the task's per-example metrics over its eval data; grid of the first batch."""
+  """Masked means of the task's per-example metrics over its eval data, and the image grid of the
+  first batch (or None)."""
   sums, count, first_images = {}, 0.0, None
   for batch in setup.task.eval_data():
     global_batch = setup.global_batch(batch)
@@ -200,11 +200,11 @@ def evaluate_state(setup, state, writer, step):
   results = {k: v / count for k, v in sums.items()}
   results["num_examples"] = int(count)
   writer.write_scalars(step, {f"eval/{k}": v for k, v in results.items()})
+  grid = None
   if first_images is not None:
     grid = eval_grid(first_images, setup.config.eval.grid_rows)
     writer.write_images(step, {"eval/grid": grid[None]})
-    setup.last_grid = grid
-  return results
+  return results, grid
 
 
 def _fetch(tree):
@@ -234,14 +234,14 @@ def evaluate(config, workdir, step=None):
     step = mgr.latest_step() if step is None else step
     state = ckpt.restore(mgr, step, setup.abstract_state)
   writer = writers.create_writer(workdir)
-  results = evaluate_state(setup, state, writer, step)
+  results, grid = evaluate_state(setup, state, writer, step)
   results["step"] = int(step)
   if jax.process_index() == 0:
     for name in ("metrics.json", f"eval_step_{step}.json"):
       with open(os.path.join(workdir, name), "w") as f:
         json.dump(results, f, indent=1)
-    if getattr(setup, "last_grid", None) is not None:
-      image_io.write_image(os.path.join(workdir, config.eval.grid_name), setup.last_grid)
+    if grid is not None:
+      image_io.write_image(os.path.join(workdir, config.eval.grid_name), grid)
   writer.flush()
   logging.info("evaluated step %d: %s", step, results)
   return results

@@ -9,7 +9,6 @@ import os
 import time
 
 import jax
-import numpy as np
 from absl import logging
 
 from jaxdeg.data import images as image_io

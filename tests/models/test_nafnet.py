@@ -95,7 +95,7 @@ def test_pixel_shuffle_matches_torch_channel_order():
 
 
 def test_matches_pytorch_reference():
-  torch = pytest.importorskip("torch")
+  import torch
   from benchmarks.peers.torch_nafnet import NAFNet as TorchNAFNet
   from tests.models.torch_convert import nafnet_params
 

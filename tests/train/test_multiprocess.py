@@ -5,8 +5,6 @@ import subprocess
 import sys
 import time
 
-import jax
-import numpy as np
 import portpicker
 
 from jaxdeg.train import checkpoint as ckpt
