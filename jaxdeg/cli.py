@@ -1,6 +1,6 @@
 """`jaxdeg` console script.
 
-  jaxdeg train|evaluate --config=... --workdir=... [...]   forwards to jaxdeg.main
+  jaxdeg train|evaluate|compile|synthesize --config=... --workdir=... [...]   forwards to jaxdeg.main
   jaxdeg degrade IN OUT --type haze --intensity 0.6        image-level utilities
 """
 import importlib
@@ -17,12 +17,12 @@ def main(argv=None):
     print(__doc__.strip())
     return 0
   command, rest = args[0], args[1:]
-  if command in ("train", "evaluate"):
+  if command in ("train", "evaluate", "compile", "synthesize"):
     from jaxdeg import main as entry
     return entry.main([prog, f"--mode={command}", *rest])
   if command in UTILITIES:
     return importlib.import_module(UTILITIES[command]).main(rest)
-  print(f"jaxdeg: error: unknown command {command!r}; commands: train, evaluate, {', '.join(UTILITIES)}",
+  print(f"jaxdeg: error: unknown command {command!r}; commands: train, evaluate, compile, synthesize, {', '.join(UTILITIES)}",
         file=sys.stderr)
   return 2
 

@@ -138,6 +138,21 @@ class RecordWriter:
     finally:
       reader.close()
 
+  def last_record(self):
+    """The last record of this process's complete chunks (unpacked), or None."""
+    for chunk in range(self.chunk - 1, -1, -1):
+      path = self._path(chunk)
+      if not os.path.exists(path):
+        continue
+      reader = self._module.ArrayRecordReader(path)
+      try:
+        n = reader.num_records()
+        if n:
+          return unpack(reader.read([n - 1])[0], f"{path}#{n - 1}")
+      finally:
+        reader.close()
+    return None
+
   def pending(self, total) -> range:
     """Indices (of `total`) this process still has to write, in order."""
     return process_share(total, self.process_index, self.process_count)[self.written:]

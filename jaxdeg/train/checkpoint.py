@@ -59,6 +59,17 @@ def restore(manager, step, abstract_state, data_iter=None):
   return state
 
 
+def restore_config(workdir, step=None):
+  """The config a run saved with its checkpoint (latest, or `step`), as a ConfigDict."""
+  import ml_collections
+  with create_manager(workdir, read_only=True) as mgr:
+    step = mgr.latest_step() if step is None else step
+    if step is None:
+      raise UserError(f"no checkpoint in {checkpoint_dir(workdir)}: train that run first")
+    raw = mgr.restore(step, args=ocp.args.Composite(**{CONFIG: ocp.args.JsonRestore()}))[CONFIG]
+  return ml_collections.ConfigDict(raw), step
+
+
 def latest_step(workdir):
   if not os.path.isdir(checkpoint_dir(workdir)):
     return None

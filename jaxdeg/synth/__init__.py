@@ -1,0 +1,1 @@
+"""Dataset synthesis: clean images → degraded pairs in ArrayRecord shards (`--mode=synthesize`)."""

@@ -1,0 +1,191 @@
+"""Synthesis at scale (`--mode=synthesize`): clean images in, ArrayRecord shards of pairs out.
+
+Jobs: every clean image × every type of `config.synth.types` (job j = image j // T, type j % T).
+Process p of n takes jobs p, p + n, ... (`records.process_share`) and runs them on its own devices
+(the batch sharded over them; no collectives between processes, so processes never wait for each
+other). For each job: choose an intensity source for the type, draw (μ, σ) from its histograms
+(`histograms.py`, seeded by the job), generate with the generator's own key (folded from the job
+index, so results do not depend on batching), structure-correct the configured types, measure the
+achieved (μ, σ) and drop the sample when μ misses the request by more than
+`tolerance_abs + tolerance_rel · μ` (GenDeg's rule is not published; these are config fields).
+
+Output: `<workdir>/<prefix>-p<process>-<chunk>.array_record` (records.RecordWriter: chunks become
+final only when complete), each record with metadata (type, requested and achieved μ/σ, source,
+job, clean image name, generator, structure_corrected). Resuming reads the last complete record's
+job index and continues after it: nothing is written twice. `synthesis_summary-p<process>.json`
+holds the counts (kept, dropped, skipped images) and the throughput.
+"""
+import json
+import os
+import sys
+import time
+from typing import Callable
+
+import grain
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+
+from jaxdeg.data import records, skips
+from jaxdeg.data.from_config import build_input
+from jaxdeg.data.transforms import CenterCrop, Decode
+from jaxdeg.degrade import intensity
+from jaxdeg.errors import ConfigError
+from jaxdeg.synth.histograms import IntensityHistograms
+
+# generate(clean (B, H, W, 3) in [0, 1], type_ids (B,), mu (B,), sigma (B,), keys (B,)) -> (B, H, W, 3)
+Generate = Callable[..., jax.Array]
+
+
+def check_synth_config(s):
+  if not s.types:
+    raise ConfigError("config.synth.types is empty: name the degradation types to synthesise")
+  if s.batch_size < 1 or s.size < 8:
+    raise ConfigError(f"config.synth.batch_size={s.batch_size} / size={s.size}: must be ≥ 1 / ≥ 8")
+  if s.tolerance_abs < 0 or s.tolerance_rel < 0:
+    raise ConfigError("config.synth.tolerance_abs and tolerance_rel must be ≥ 0")
+  if not s.clean_sources:
+    raise ConfigError("config.synth.clean_sources is empty: name the clean images to degrade")
+
+
+def clean_images(s):
+  """A lazy MapDataset of centre-cropped clean images {'clean', 'name', ...} (None = unusable)."""
+  inputs = [build_input(spec, min_size=s.size, on_error="skip", where=f"config.synth.clean_sources[{i}]")
+            for i, spec in enumerate(s.clean_sources)]
+  chains = [grain.MapDataset.source(inp.source).map(Decode("skip", skips.skip_dir()))
+            .map(CenterCrop(s.size, "skip", skips.skip_dir())) for inp in inputs]
+  return chains[0] if len(chains) == 1 else grain.MapDataset.concatenate(chains)
+
+
+def sources_for(hist: IntensityHistograms, type_name, weights):
+  """The histogram sources of a type ('haze' or 'haze/<dataset>') and their selection weights."""
+  names = [k for k in hist.sources if k == type_name or k.startswith(type_name + "/")]
+  if not names:
+    raise ConfigError(f"no intensity histograms for type {type_name!r}; fitted: {', '.join(hist.sources)}")
+  w = np.array([float(weights.get(n, 1.0)) for n in names])
+  return names, w / w.sum()
+
+
+def plan_job(job, s, hist, types, source_table):
+  """(type, source, μ, σ) of one job; deterministic in (seed, job)."""
+  type_name = types[job % len(types)]
+  names, p = source_table[type_name]
+  rng = np.random.default_rng([int(s.seed), int(job), 1])
+  source = names[rng.choice(len(names), p=p)]
+  mu, sigma = hist.sample(source, s.seed, job, uniform_every=s.uniform_every)
+  return type_name, source, float(mu), float(sigma)
+
+
+def _resume_point(writer):
+  """Job index after the last complete record of this process (0 when nothing is written)."""
+  last = writer.last_record()
+  return 0 if last is None else int(last["meta"]["job"]) + 1
+
+
+def _achieved(clean, degraded):
+  mu, sigma = intensity.intensity_stats(clean, degraded)
+  return mu, sigma
+
+
+_achieved_jit = jax.jit(_achieved)
+
+
+def on_target(requested_mu, achieved_mu, s):
+  return np.abs(achieved_mu - requested_mu) <= s.tolerance_abs + s.tolerance_rel * requested_mu
+
+
+def run_jobs(s, generate: Generate, correct, hist, workdir, *, generator_name, type_ids,
+             process_index=None, process_count=None, log=None):
+  """Runs this process's pending jobs; returns its summary dict (also written as JSON)."""
+  check_synth_config(s)
+  types = tuple(s.types)
+  data = clean_images(s)
+  total = len(data) * len(types)
+  weights = dict(s.source_weights) if s.source_weights else {}
+  source_table = {t: sources_for(hist, t, weights) for t in types}
+  writer = records.RecordWriter(workdir, prefix=s.prefix, records_per_chunk=s.records_per_chunk,
+                                process_index=process_index, process_count=process_count)
+  share = records.process_share(total, writer.process_index, writer.process_count)
+  start = _resume_point(writer)
+  todo = [j for j in share if j >= start]
+  counts = {"jobs": len(share), "already_done": len(share) - len(todo), "kept": 0, "dropped": 0,
+            "skipped_images": 0, "per_type": {t: {"kept": 0, "dropped": 0} for t in types}}
+  if counts["already_done"]:
+    logging.info("synthesis: resuming after job %d (%d of this process's %d jobs done, %d records)",
+                 start - 1, counts["already_done"], len(share), writer.written)
+  key = jax.random.PRNGKey(s.seed)
+  t0, done, warm = time.monotonic(), 0, None
+  for b in range(0, len(todo), s.batch_size):
+    batch_jobs = todo[b:b + s.batch_size]
+    examples = [(j, data[j // len(types)]) for j in batch_jobs]
+    usable = [(j, ex) for j, ex in examples if ex is not None]
+    counts["skipped_images"] += len(examples) - len(usable)
+    if usable:
+      _run_batch(usable, s, generate, correct, hist, types, source_table, type_ids, key, writer,
+                 generator_name, counts)
+    done += len(batch_jobs)
+    if warm is None:  # the first batch includes compilation
+      warm = (time.monotonic(), done)
+    rate = done / max(time.monotonic() - t0, 1e-9)
+    line = (f"synthesis: {counts['already_done'] + done}/{len(share)} jobs, kept {counts['kept']}, "
+            f"dropped {counts['dropped']}, {rate:.2f} images/s")
+    (log or _progress)(line)
+  writer.close()
+  if log is None and todo:
+    print(file=sys.stderr)
+  end = time.monotonic()
+  counts["seconds"] = end - t0
+  counts["images_per_second"] = done / counts["seconds"] if done else 0.0
+  if warm is not None and done > warm[1]:
+    counts["images_per_second_after_first_batch"] = (done - warm[1]) / (end - warm[0])
+  counts["records_written"] = writer.written
+  with open(os.path.join(workdir, f"synthesis_summary-p{writer.process_index:05d}.json"), "w") as f:
+    json.dump(counts, f, indent=1)
+  logging.info("synthesis done: %s", {k: v for k, v in counts.items() if k != "per_type"})
+  return counts
+
+
+def _progress(line):
+  print("\r" + line, end="", file=sys.stderr, flush=True)
+
+
+def _pad(x, n):
+  return np.concatenate([x, np.repeat(x[-1:], n - len(x), axis=0)]) if len(x) < n else x
+
+
+def _run_batch(usable, s, generate, correct, hist, types, source_table, type_ids, key, writer,
+               generator_name, counts):
+  plans = [plan_job(j, s, hist, types, source_table) for j, _ in usable]
+  n, size = len(usable), s.batch_size
+  clean = _pad(np.stack([ex["clean"] for _, ex in usable]).astype(np.float32), size)
+  tid = _pad(np.array([type_ids[p[0]] for p in plans], np.int32), size)
+  mu = _pad(np.array([p[2] for p in plans], np.float32), size)
+  sigma = _pad(np.array([p[3] for p in plans], np.float32), size)
+  jobs = _pad(np.array([j for j, _ in usable], np.uint32), size)
+  keys = jax.vmap(lambda j: jax.random.fold_in(key, j))(jnp.asarray(jobs))
+  out = generate(jnp.asarray(clean), jnp.asarray(tid), jnp.asarray(mu), jnp.asarray(sigma), keys)
+  fix = np.array([p[0] in tuple(s.structure_types) for p in plans] + [False] * (size - n))
+  if correct is not None and fix.any():
+    corrected = correct(jnp.asarray(clean), out)
+    out = jnp.where(jnp.asarray(fix)[:, None, None, None], corrected, out)
+  out = jnp.clip(out, 0.0, 1.0)
+  got_mu, got_sigma = (np.asarray(v) for v in _achieved_jit(jnp.asarray(clean), out))
+  out = np.asarray(out)
+  keep = on_target(mu, got_mu, s)
+  for i, ((job, ex), (type_name, source, req_mu, req_sigma)) in enumerate(zip(usable, plans)):
+    stat = counts["per_type"][type_name]
+    if not keep[i]:
+      counts["dropped"] += 1
+      stat["dropped"] += 1
+      continue
+    writer.write(_to_uint8(ex["clean"]), _to_uint8(out[i]), type=type_name, source=source, job=int(job),
+                 mu=req_mu, sigma=req_sigma, mu_achieved=float(got_mu[i]), sigma_achieved=float(got_sigma[i]),
+                 name=str(ex["name"]), generator=generator_name,
+                 structure_corrected=bool(correct is not None and fix[i]))
+    counts["kept"] += 1
+    stat["kept"] += 1
+
+
+def _to_uint8(x):
+  return np.round(np.clip(np.asarray(x, np.float32), 0.0, 1.0) * 255.0).astype(np.uint8)
