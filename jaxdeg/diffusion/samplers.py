@@ -42,11 +42,21 @@ def denoiser(model_fn, prediction="epsilon"):
   return den
 
 
+def _is_key_batch(key):
+  typed = jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
+  return key.ndim == (1 if typed else 2)
+
+
 def _noise_fn(key, step_noise, shape):
   if step_noise is not None:
     return lambda i: step_noise[i]
   if key is None:
     raise ValueError("a stochastic sampler needs `key` (or `step_noise`)")
+  if _is_key_batch(key):
+    # one key per example: each sample is independent of what else is in the batch
+    if key.shape[0] != shape[0]:
+      raise ValueError(f"{key.shape[0]} keys for a batch of {shape[0]}")
+    return lambda i: jax.vmap(lambda k: jax.random.normal(jax.random.fold_in(k, i), shape[1:], jnp.float32))(key)
   return lambda i: jax.random.normal(jax.random.fold_in(key, i), shape, jnp.float32)
 
 
@@ -75,7 +85,9 @@ def _init(noise, sigma0, init):
 def euler_ancestral(model_fn, noise, key, schedule, num_steps=100, *, prediction="epsilon", spacing="linspace",
                     interp="linear", steps_offset=0, eta=1.0, init=None, step_noise=None):
   """Euler-ancestral sampling from initial standard-normal `noise` (the shape of a sample).
-  `step_noise` (num_steps, *shape) replaces the per-step draws (to reproduce another sampler's)."""
+  `key` is one key, or one per example (leading batch axis: per-example step noise, so a sample
+  does not depend on its batch). `step_noise` (num_steps, *shape) replaces the per-step draws
+  (to reproduce another sampler's)."""
   t, s = sigma_grid(schedule, num_steps, spacing, interp, steps_offset)
   init = init or ("vp" if spacing == "leading" else "sigma")
   x = _init(noise.astype(jnp.float32), s[0], init)

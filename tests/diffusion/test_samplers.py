@@ -127,3 +127,18 @@ def test_ddim_and_dpmpp_2m_match_diffusers(torch_init):
   ref, _ = _run_diffusers(DPMSolverMultistepScheduler(**kw, final_sigmas_type="zero"), torch_init, 20)
   ours = dpmpp_2m(fake, jnp.asarray(torch_init.numpy()), SCHEDULE, 20)
   assert float(np.abs(np.asarray(ours) - ref).max() / np.abs(ref).max()) < 1e-5
+
+
+def test_per_example_keys_make_samples_independent_of_their_batch():
+  def model_fn(x, t):
+    return 0.1 * x * (t / 1000.0)
+  keys = jax.random.split(jax.random.key(3), 4)
+  noise = jax.random.normal(jax.random.key(4), (4, 2, 2, 1))
+  run = jax.jit(lambda n, k: euler_ancestral(model_fn, n, k, SCHEDULE, 10))
+  whole = run(noise, keys)
+  for b in range(4):
+    np.testing.assert_allclose(np.asarray(run(noise[b:b + 1], keys[b:b + 1]))[0], np.asarray(whole)[b],
+                               rtol=1e-6, atol=1e-6)
+  assert not np.allclose(np.asarray(run(noise, keys[::-1])), np.asarray(whole))
+  with pytest.raises(ValueError, match="3 keys for a batch of 4"):
+    run(noise, keys[:3])
