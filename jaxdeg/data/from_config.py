@@ -13,7 +13,8 @@
     config.data.crop, .eval_crop, .flip ('' none, 'h', 'hv'), .degraded_key, .on_error,
     .worker_count, .validate, .types, .meta_fields, .read_threads
 
-Per kind, the keys a source dict may have:
+Per kind, the keys a source dict may have (every kind also takes `label`, the source's name in
+evaluation tables):
   folder        path, degradations, degrade_on ('cpu' | 'device'), type, weight
   paired        path, layout (layouts.PRESETS), degraded_dirs, clean_dirs, pattern, template, type,
                 sigma (bsd68), weight
@@ -23,6 +24,8 @@ Per kind, the keys a source dict may have:
 `types` (optional) fixes the label vocabulary that a batch's 'type' indexes; by default it is the
 sorted set of labels the train and eval sources declare.
 """
+import os
+
 import ml_collections
 
 from jaxdeg.data import pipeline, samples, sources, transforms
@@ -30,11 +33,12 @@ from jaxdeg.data.skips import check_on_error
 from jaxdeg.errors import ConfigError
 
 _KEYS = {
-    "folder": {"path", "degradations", "degrade_on", "type", "weight"},
-    "paired": {"path", "layout", "degraded_dirs", "clean_dirs", "pattern", "template", "type", "sigma", "weight"},
-    "tfds": {"name", "split", "data_dir", "manual_dir", "sigma", "weight"},
-    "array_record": {"path", "types", "weight"},
-    "samples": {"photos", "degradations", "degrade_on", "weight"},
+    "folder": {"path", "degradations", "degrade_on", "type", "weight", "label"},
+    "paired": {"path", "layout", "degraded_dirs", "clean_dirs", "pattern", "template", "type", "sigma", "weight",
+               "label"},
+    "tfds": {"name", "split", "data_dir", "manual_dir", "sigma", "weight", "label"},
+    "array_record": {"path", "types", "weight", "label"},
+    "samples": {"photos", "degradations", "degrade_on", "weight", "label"},
 }
 _REQUIRED = {"folder": ("path",), "paired": ("path",), "tfds": ("name",), "array_record": ("path",),
              "samples": ("photos",)}
@@ -97,9 +101,28 @@ def type_names(data) -> tuple[str, ...]:
   return tuple(sorted(names))
 
 
+def source_label(raw, index=0) -> str:
+  """A source's name in tables: its `label`, else what it reads (TFDS name, folder, photos)."""
+  kind, spec = _spec(raw, "source")
+  if spec.get("label"):
+    return str(spec["label"])
+  if kind == "tfds":
+    return f"{spec['name']}" + (f" σ={spec['sigma']:g}" if spec.get("sigma") is not None else "")
+  if kind == "samples":
+    return f"samples_{index}"
+  path = _plain(spec["path"])
+  path = path[0] if isinstance(path, (list, tuple)) else path
+  return os.path.basename(os.path.normpath(str(path))) or str(path)
+
+
+def source_labels(data, field) -> tuple[str, ...]:
+  return tuple(source_label(raw, i) for i, raw in enumerate(tuple(_get(data, field))))
+
+
 def build_input(raw, *, min_size=0, on_error="skip", validate=True, where="source") -> pipeline.Input:
   kind, spec = _spec(raw, where)
   weight = float(spec.pop("weight", 1.0))
+  spec.pop("label", None)
   degradations = _plain(spec.pop("degradations", None))
   degrade_on = spec.pop("degrade_on", "cpu")
   if kind == "folder":

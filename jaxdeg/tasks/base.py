@@ -30,10 +30,12 @@ class Task(abc.ABC):
 
   @abc.abstractmethod
   def eval_step(self, state: TrainState, batch: Batch) -> dict[str, dict[str, jax.Array]]:
-    """{'metrics': {name: per-example values (B,)}, 'images': {name: (B, H, W, 3) in [0,1]}}.
+    """{'metrics': {name: per-example values (B,)}, 'images': {name: (B, H, W, 3) in [0,1]},
+    'groups' (optional): {field: per-example int ids (B,)}}.
 
-    Metrics are averaged over the examples whose batch['mask'] is 1; the images of the first
-    batch become a grid with one row per example and one column per entry, in order.
+    Metrics are averaged over the examples whose batch['mask'] is 1, overall and per group id
+    (named by `group_names()`); the images of the first batch become a grid with one row per
+    example and one column per entry, in order.
     """
 
   @abc.abstractmethod
@@ -43,6 +45,10 @@ class Task(abc.ABC):
   @abc.abstractmethod
   def eval_data(self) -> Iterable[Batch]:
     """This process's finite iterable of eval batches (numpy), each with a 0/1 'mask'."""
+
+  def group_names(self) -> dict[str, tuple[str, ...]]:
+    """Names of the ids in eval_step's 'groups' ({field: names}); none by default."""
+    return {}
 
   def data_iterator(self) -> Iterator[Batch]:
     return iter(self.train_data())

@@ -184,27 +184,66 @@ def train_and_evaluate(config, workdir, hooks=()):
 
 
 def evaluate_state(setup, state, writer, step):
-  """Masked means of the task's per-example metrics over its eval data, and the image grid of the
-  first batch (or None)."""
+  """Masked means of the task's per-example metrics over its eval data (overall, and per group when
+  the eval step returns 'groups', e.g. per degradation type or test set), and the image grid of
+  the first batch (or None)."""
   sums, count, first_images = {}, 0.0, None
+  group_sums, group_counts = {}, {}
   for batch in setup.task.eval_data():
     global_batch = setup.global_batch(batch)
     out, mask = _fetch((setup.eval_step(state, global_batch), global_batch["mask"]))
+    mask = np.asarray(mask)
     for k, v in out["metrics"].items():
       sums[k] = sums.get(k, 0.0) + float(np.sum(np.asarray(v) * mask))
     count += float(mask.sum())
+    for field, ids in out.get("groups", {}).items():
+      ids = np.asarray(ids)
+      for gid in np.unique(ids[mask > 0]):
+        sel = (ids == gid) * mask
+        key = (field, int(gid))
+        group_counts[key] = group_counts.get(key, 0.0) + float(sel.sum())
+        for k, v in out["metrics"].items():
+          group_sums[key + (k,)] = group_sums.get(key + (k,), 0.0) + float(np.sum(np.asarray(v) * sel))
     if first_images is None and out.get("images"):
       first_images = out["images"]
   if count == 0:
     raise UserError("evaluation data is empty")
   results = {k: v / count for k, v in sums.items()}
   results["num_examples"] = int(count)
-  writer.write_scalars(step, {f"eval/{k}": v for k, v in results.items()})
+  scalars = {f"eval/{k}": v for k, v in results.items()}
+  names = setup.task.group_names() if hasattr(setup.task, "group_names") else {}
+  for (field, gid), n in sorted(group_counts.items()):
+    label = _group_label(names, field, gid)
+    entry = {k: group_sums[(field, gid, k)] / n for k in sums}
+    entry["num_examples"] = int(n)
+    results.setdefault(f"by_{field}", {})[label] = entry
+    scalars.update({f"eval/{k}/{field}/{label}": v for k, v in entry.items()})
+  writer.write_scalars(step, scalars)
   grid = None
   if first_images is not None:
     grid = eval_grid(first_images, setup.config.eval.grid_rows)
     writer.write_images(step, {"eval/grid": grid[None]})
   return results, grid
+
+
+def _group_label(names, field, gid):
+  labels = names.get(field, ())
+  return labels[gid] if 0 <= gid < len(labels) else f"{field}_{gid}"
+
+
+def metrics_markdown(results, title=""):
+  """A Markdown table: one row for everything, then one per group (type, test set, ...)."""
+  metrics = [k for k, v in results.items() if isinstance(v, float)]
+  lines = [f"## {title}", ""] if title else []
+  lines += ["| group | " + " | ".join(metrics) + " | examples |", "|---" * (len(metrics) + 2) + "|"]
+
+  def row(label, entry):
+    return f"| {label} | " + " | ".join(f"{entry[k]:.4f}" for k in metrics) + f" | {entry['num_examples']} |"
+  lines.append(row("all", results))
+  for field in sorted(k for k in results if k.startswith("by_")):
+    for label, entry in results[field].items():
+      lines.append(row(f"{field[3:]}: {label}", entry))
+  return "\n".join(lines) + "\n"
 
 
 def _fetch(tree):
@@ -224,7 +263,8 @@ def eval_grid(images, rows):
 def evaluate(config, workdir, step=None):
   """Restores the latest (or `step`) checkpoint onto the current mesh and evaluates it.
 
-  Writes metrics.json, eval_step_<N>.json and the image grid (config.eval.grid_name) to workdir.
+  Writes metrics.json, eval_step_<N>.json, metrics.md (a table, per group too) and the image grid
+  (config.eval.grid_name) to workdir.
   """
   workdir = os.path.abspath(workdir)
   if ckpt.latest_step(workdir) is None:
@@ -240,6 +280,8 @@ def evaluate(config, workdir, step=None):
     for name in ("metrics.json", f"eval_step_{step}.json"):
       with open(os.path.join(workdir, name), "w") as f:
         json.dump(results, f, indent=1)
+    with open(os.path.join(workdir, "metrics.md"), "w") as f:
+      f.write(metrics_markdown(results, f"{config.task} step {step}"))
     if grid is not None:
       image_io.write_image(os.path.join(workdir, config.eval.grid_name), grid)
   writer.flush()
