@@ -2,12 +2,13 @@
 
   jaxdeg train|evaluate|compile|synthesize --config=... --workdir=... [...]   forwards to jaxdeg.main
   jaxdeg degrade IN OUT --type haze --intensity 0.6        image-level utilities
+  jaxdeg restore --workdir RUN IN OUT_DIR [--tile 256]     a trained restorer on images or a folder
 """
 import importlib
 import sys
 
 # Subcommand -> module with `main(argv) -> int`.
-UTILITIES = {"degrade": "jaxdeg.degrade.cli"}
+UTILITIES = {"degrade": "jaxdeg.degrade.cli", "restore": "jaxdeg.restore_cli"}
 
 
 def main(argv=None):
