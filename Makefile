@@ -17,10 +17,11 @@ $(VENV)/.test-installed: $(VENV)/.installed
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
-# Train the demo restorer, then evaluate it from its checkpoint: $(WORKDIR)/demo.png, metrics.json.
+# Train the demo restorer, then evaluate it from its checkpoint: $(WORKDIR)/demo.png, metrics.md.
 demo: $(VENV)/.installed
 	$(PY) -m jaxdeg.main --config=configs/demo.py --workdir=$(WORKDIR) --mode=train
 	$(PY) -m jaxdeg.main --config=configs/demo.py --workdir=$(WORKDIR) --mode=evaluate
+	@cat $(WORKDIR)/metrics.md
 
 test: $(VENV)/.test-installed
 	$(PY) -m pytest -q -n 2 --dist worksteal
