@@ -18,22 +18,22 @@ from jaxdeg.synth.histograms import IntensityHistograms
 CALIBRATION_BINS = 20
 
 
-def _measure(type_name):
+def _measure(type_name, stats_size):
   def fn(key, clean, levels):
     keys = jax.random.split(key, clean.shape[0])
     degraded = jax.vmap(lambda k, x, i: degrade.apply(k, x, type_name, i)[0])(keys, clean, levels)
-    return stats.intensity_stats(clean, degraded)
+    return stats.intensity_stats(clean, degraded, size=stats_size)
   return jax.jit(fn)
 
 
-def fit_procedural(images, types, samples_per_type, seed=0, batch_size=16):
+def fit_procedural(images, types, samples_per_type, seed=0, batch_size=16, stats_size=stats.STATS_SIZE):
   """IntensityHistograms (one source per type, with `calibration` {type: (intensity centres,
   mean μ)}) from clean `images` (N, H, W, 3) in [0, 1], `samples_per_type` random draws per type."""
   images = np.asarray(images, np.float32)
   rng = np.random.default_rng(seed)
   hist = IntensityHistograms()
   for t_index, type_name in enumerate(types):
-    measure = _measure(type_name)
+    measure = _measure(type_name, stats_size)
     levels, mus = [], []
     for start in range(0, samples_per_type, batch_size):
       n = min(batch_size, samples_per_type - start)

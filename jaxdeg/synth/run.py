@@ -34,7 +34,9 @@ def defaults() -> ml_collections.ConfigDict:
       # published: keep when |μ_achieved − μ| ≤ tolerance_abs + tolerance_rel · μ.
       tolerance_abs=0.02, tolerance_rel=0.25, uniform_every=20, source_weights={}, batch_size=8,
       steps=100, sampler="euler_ancestral", text_scale=7.5, image_scale=1.5, records_per_chunk=256,
-      prefix="gendeg", seed=0))
+      prefix="gendeg", seed=0,
+      # μ/σ are measured on stats_size² resizes (GenDeg: 256); an LDM generator uses its own value
+      stats_size=256))
 
 
 def _fit_or_load(s, workdir):
@@ -47,7 +49,8 @@ def _fit_or_load(s, workdir):
   images = np.stack([x["clean"] for x in (data[i] for i in range(len(data))) if x is not None])
   logging.info("fitting intensity histograms: %d draws per type on %d clean images", s.fit_samples_per_type,
                len(images))
-  hist = procedural.fit_procedural(images, tuple(s.types), s.fit_samples_per_type, seed=s.seed)
+  hist = procedural.fit_procedural(images, tuple(s.types), s.fit_samples_per_type, seed=s.seed,
+                                   stats_size=s.stats_size)
   if jax.process_index() == 0:
     hist.save(path)
   return hist
@@ -66,7 +69,7 @@ def _generator(s, hist):
     if not s.ldm_workdir:
       raise ConfigError("config.synth.ldm_workdir is empty: point it at a trained `ldm` run")
     from jaxdeg.synth import trained
-    return trained.ldm_generator(s)
+    return trained.ldm_generator(s)  # sets s.stats_size to the LDM's
   raise ConfigError(f"config.synth.generator={s.generator!r}: must be one of {', '.join(GENERATORS)}")
 
 
@@ -80,8 +83,13 @@ def run(config, workdir):
   s.update(config.synth)
   synthesize.check_synth_config(s)
   os.makedirs(workdir, exist_ok=True)
-  hist = _fit_or_load(s, workdir)
-  generate, type_ids, name = _generator(s, hist)
+  if s.generator == "ldm" and s.ldm_workdir:
+    from jaxdeg.synth import trained
+    generate, type_ids, name = trained.ldm_generator(s)
+    hist = _fit_or_load(s, workdir)
+  else:
+    hist = _fit_or_load(s, workdir)
+    generate, type_ids, name = _generator(s, hist)
   correct = None
   if s.structure_workdir:
     from jaxdeg.synth import trained

@@ -15,6 +15,7 @@ job, clean image name, generator, structure_corrected). Resuming reads the last 
 job index and continues after it: nothing is written twice. `synthesis_summary-p<process>.json`
 holds the counts (kept, dropped, skipped images) and the throughput.
 """
+import functools
 import json
 import os
 import sys
@@ -83,12 +84,9 @@ def _resume_point(writer):
   return 0 if last is None else int(last["meta"]["job"]) + 1
 
 
-def _achieved(clean, degraded):
-  mu, sigma = intensity.intensity_stats(clean, degraded)
-  return mu, sigma
-
-
-_achieved_jit = jax.jit(_achieved)
+@functools.partial(jax.jit, static_argnums=2)
+def _achieved(clean, degraded, stats_size):
+  return intensity.intensity_stats(clean, degraded, size=stats_size)
 
 
 def on_target(requested_mu, achieved_mu, s):
@@ -170,7 +168,7 @@ def _run_batch(usable, s, generate, correct, hist, types, source_table, type_ids
     corrected = correct(jnp.asarray(clean), out)
     out = jnp.where(jnp.asarray(fix)[:, None, None, None], corrected, out)
   out = jnp.clip(out, 0.0, 1.0)
-  got_mu, got_sigma = (np.asarray(v) for v in _achieved_jit(jnp.asarray(clean), out))
+  got_mu, got_sigma = (np.asarray(v) for v in _achieved(jnp.asarray(clean), out, int(s.stats_size)))
   out = np.asarray(out)
   keep = on_target(mu, got_mu, s)
   for i, ((job, ex), (type_name, source, req_mu, req_sigma)) in enumerate(zip(usable, plans)):
