@@ -37,6 +37,7 @@ GENDS_IMAGES = 550_000
 SAMPLE_STEPS = 100
 TRAIN_PAIRS = 214_000      # GenDeg's real training pairs
 RESTORE_PAIRS = 750_000    # GenDS + existing data, for the restorers
+CDD_PAIRS = 3 * 100_000   # WQI-style: 3 random degradations of each of 100k clean photos (assumed)
 EPOCHS = {"vae": 10, "ldm": 50, "structure": 50, "restore": 20, "cdd": 30}  # assumed
 
 
@@ -102,7 +103,28 @@ def workloads():
                      f"PromptIR train step at 128², {EPOCHS['restore']} epochs × {RESTORE_PAIRS:,} pairs")
   out["nafnet32"] = (_train_flops(NAFNet(), _spec((1, 128, 128, 3))), EPOCHS["restore"] * RESTORE_PAIRS,
                      f"NAFNet-32 train step at 128², {EPOCHS['restore']} epochs × {RESTORE_PAIRS:,} pairs")
+  out["cdd"] = (_cdd_train_flops(), EPOCHS["cdd"] * CDD_PAIRS,
+                f"universal degradation model train step at 128² (encoders, compressors, generator × 2 "
+                f"samples, critic on real and fake), {EPOCHS['cdd']} epochs × {CDD_PAIRS:,} pairs")
   return out
+
+
+def _cdd_train_flops():
+  """Generator-side step (both samples) + critic forward/backward on real and generated images;
+  the gradient penalty's second-order term is left out (an underestimate of a few %)."""
+  from jaxdeg.models.cdd import Critic, DegradationModel
+  model, critic = DegradationModel(), Critic()
+  x, y = _spec((1, 128, 128, 3)), _spec((1, 128, 128, 3))
+  key = jax.random.key(0)
+  variables = nn.unbox(jax.eval_shape(lambda x, y: model.init({"params": key, "noise": key, "quantize": key}, x, y),
+                                      x, y))
+
+  def gen_loss(v, x, y):
+    out, _ = model.apply(v, x, y, rngs={"noise": key, "quantize": key})
+    return jnp.mean(out ** 2)
+  generator = _flops(jax.grad(gen_loss), variables, x, y)
+  critic_step = _train_flops(critic, x)
+  return 2 * generator + 2 * critic_step
 
 
 def measure_cpu_rate(seconds):
