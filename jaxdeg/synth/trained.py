@@ -23,10 +23,13 @@ def ldm_generator(s):
   s.stats_size = int(config.conditioning.stats_size)
   params, vae = runs.inference_params(state), state.model_state["vae"]
 
-  @jax.jit
-  def generate(clean, type_ids, mu, sigma, keys):
-    return sampler.sample(params, vae, clean, type_ids, intensity.mu_bin(mu), intensity.sigma_bin(sigma), keys,
-                          s.text_scale, s.image_scale)
+  def one(clean, type_id, mu, sigma, key):
+    out = sampler.sample(params, vae, clean[None], type_id[None], intensity.mu_bin(mu)[None],
+                         intensity.sigma_bin(sigma)[None], key, s.text_scale, s.image_scale)
+    return out[0]
+
+  # vmapped over examples: each sample depends on its own key only, whatever its batch
+  generate = jax.jit(jax.vmap(one))
   return generate, {t: types.index(t) for t in types}, f"gendeg-ldm {s.ldm_workdir} step {step}"
 
 

@@ -1,0 +1,68 @@
+"""GenDeg stage 1: the SD-1.x autoencoder (f = 8, 4 latent channels), trained from scratch on clean
+and degraded images, since SD's pretrained VAE cannot be downloaded here. Users who have the SD VAE
+skip this stage and give the diffusion config `vae.diffusers_path` instead.
+
+  python -m jaxdeg.main --config=configs/gendeg_vae.py --workdir=runs/vae
+  python -m jaxdeg.main --config=configs/gendeg_vae.py --workdir=runs/vae --mode=evaluate
+
+By default the pairs are the bundled sample photos degraded on the device with GenDeg's six types;
+for real data replace `data.sources`, e.g.
+  dict(kind="folder", path="/data/photos")                         clean photos (degraded on device)
+  dict(kind="paired", path="/data/RESIDE/ITS", layout="sots")      real pairs (all sources paired)
+Variants: `:tiny` (32² crops, a very small model: CPU tests).
+"""
+import ml_collections
+from ml_collections import config_dict
+
+from jaxdeg.tasks._gendeg_data import data_config, pairs_config
+from jaxdeg.train.defaults import base_config
+
+
+def get_config(variant=None):
+  c = base_config()
+  c.task = "vae"
+
+  # diffusers' AutoencoderKL fields; these are SD-1.x's
+  c.model = ml_collections.ConfigDict(dict(
+      block_out_channels=(128, 256, 512, 512), layers_per_block=2, latent_channels=4, norm_num_groups=32,
+      scaling_factor=0.18215, mid_attention=True, remat=False, dtype="float32"))
+  c.data = data_config(256)
+  c.pairs = pairs_config()
+
+  c.loss = ml_collections.ConfigDict()
+  c.loss.kl_weight = 1e-6  # SD's
+  # LPIPS needs VGG weights on disk; not implemented yet, so it must stay None
+  c.loss.lpips_weights = config_dict.placeholder(str)
+
+  # SD's first stage: Adam(0.5, 0.9); the learning rate here is a choice for batch 8
+  c.optimizer = ml_collections.ConfigDict(dict(learning_rate=1e-4, warmup_steps=1000, b1=0.5, b2=0.9,
+                                               weight_decay=0.0, grad_clip=1.0))
+  c.train.steps = 200_000
+  c.train.batch_size = 8
+  c.train.ema_decay = 0.0
+  c.train.log_every = 100
+  c.train.eval_every = 5000
+  c.train.checkpoint_every = 5000
+  c.eval.batch_size = 8
+  c.eval.grid_name = "vae.png"
+  c.eval.grid_rows = 4
+
+  if variant == "tiny":
+    c.model.block_out_channels = (32, 32)
+    c.model.layers_per_block = 1
+    c.model.norm_num_groups = 8
+    c.model.mid_attention = False  # compiles faster on CPU
+    c.data = data_config(32)
+    c.pairs = pairs_config(("haze", "low_light"))
+    c.optimizer.learning_rate = 2e-3
+    c.optimizer.warmup_steps = 0
+    c.optimizer.b1 = 0.9
+    c.optimizer.b2 = 0.99
+    c.train.steps = 30
+    c.train.log_every = 10
+    c.train.eval_every = 30
+    c.train.checkpoint_every = 30
+    c.eval.grid_rows = 2
+  elif variant:
+    raise ValueError(f"configs/gendeg_vae.py: unknown variant {variant!r}; variants: tiny")
+  return c
