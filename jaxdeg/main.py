@@ -52,6 +52,7 @@ def _main(argv):
     from jaxdeg.train import distributed
     distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     run(_CONFIG.value, _WORKDIR.value, _MODE.value, _STEP.value)
+    distributed.shutdown()
   except UserError as e:
     # Bad input is the user's to fix: one line naming the thing and the reason, no traceback.
     logging.flush()

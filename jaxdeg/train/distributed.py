@@ -47,6 +47,13 @@ def initialize(coordinator_address=None, num_processes=None, process_id=None, *,
   return jax.process_index(), jax.process_count()
 
 
+def shutdown():
+  """Leaves the distributed run together with the others (a barrier), so no process exits while
+  another still talks to the coordinator; a no-op for a single process."""
+  if jax.process_count() > 1:
+    jax.distributed.shutdown()
+
+
 def _supported(kwargs):
   """Keeps only the keyword arguments this JAX version's initialize() accepts."""
   import inspect

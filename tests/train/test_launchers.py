@@ -48,7 +48,8 @@ def test_slurm_script_under_a_stand_in_matches_one_process_and_resumes_elsewhere
   flags = [f"--config.{o}" for o in OVERRIDES]
   run = subprocess.run(["bash", os.path.join(ROOT, "launch", "slurm.sbatch"), TINY, str(workdir), *flags],
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-  assert run.returncode == 0, run.stderr[-4000:]
+  # (the interpreter's list of extension modules after a crash would hide the cause)
+  assert run.returncode == 0, "\n".join(l for l in run.stderr.splitlines() if "Extension modules" not in l)[-6000:]
   assert "2 processes on 2 nodes, coordinator localhost:" in run.stdout
   assert ckpt.latest_step(workdir) == STEPS
 
