@@ -24,7 +24,8 @@ demo: $(VENV)/.installed
 	@cat $(WORKDIR)/metrics.md
 
 test: $(VENV)/.test-installed
-	$(PY) -m pytest -q -n 2 --dist worksteal
+	$(PY) -m pytest -q -n 2 --dist worksteal -m "not serial"
+	$(PY) -m pytest -q -m serial
 
 $(VENV)/.bench-installed: $(VENV)/.test-installed
 	$(PY) -m pip install -q -e '.[test,bench]'

@@ -2,7 +2,7 @@
 
   python -m tests.train.driver WORKDIR STEPS [--kill-at N --wait-ckpt S] [--term-at N]
       [--log FILE] [--set field=value ...] [--coordinator HOST:PORT --num-processes N --process-id I]
---log appends one JSON line per step: step, hash of the host batch.
+--log appends one JSON line per step: step, process index, hash of the host batch and of each example.
 """
 import argparse
 import hashlib
@@ -12,6 +12,7 @@ import signal
 import time
 
 from tests import conftest  # noqa: F401  (8 fake devices, as in the tests)
+import jax  # noqa: E402
 from tests.utils import load_config
 
 
@@ -39,7 +40,8 @@ def main():
     del state
     if a.log:
       with open(a.log, "a") as f:
-        f.write(json.dumps({"step": step, "batch": batch_hash(batch)}) + "\n")
+        f.write(json.dumps({"step": step, "process": jax.process_index(), "batch": batch_hash(batch),
+                            "examples": example_hashes(batch)}) + "\n")
     if step == a.term_at:
       os.kill(os.getpid(), signal.SIGTERM)
     if step == a.kill_at:
@@ -58,6 +60,12 @@ def batch_hash(batch):
     h.update(k.encode())
     h.update(batch[k].tobytes())
   return h.hexdigest()
+
+
+def example_hashes(batch):
+  """One hash per example of the host batch (over every field), to tell which process loaded what."""
+  n = len(next(iter(batch.values())))
+  return [batch_hash({k: v[i] for k, v in batch.items()}) for i in range(n)]
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Launch scripts: syntax and shellcheck (also of the local SLURM stand-in, fake_slurm/srun and
-scontrol, which run launch/slurm.sbatch as two processes on one machine), and the JobSet manifest."""
+scontrol), and the JobSet manifest. slurm.sbatch runs end to end under the stand-in in
+test_multiprocess.py."""
 import glob
 import os
 import shutil
