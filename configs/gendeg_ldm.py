@@ -38,7 +38,8 @@ def get_config(variant=None):
   c.context = ml_collections.ConfigDict(dict(
       context_len=77,                # CLIP's token count (GenDeg)
       types=DEGRADATION_TYPES,       # learned type tokens in place of CLIP text
-      stats_columns_init="uniform"))  # torch Linear default on the μσ columns (GenDeg)
+      stats_columns_init="uniform",   # torch Linear default on the μσ columns (GenDeg)
+      stats_proj_init="default"))     # random Linear(129 → L) rows (GenDeg); 'ordinal' for short runs
   c.diffusion = ml_collections.ConfigDict(dict(
       beta_schedule="scaled_linear", num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
       prediction="epsilon"))  # (GenDeg)

@@ -39,9 +39,12 @@ VAE_CPU = dict(model__block_out_channels=(16, 32, 32, 32), model__layers_per_blo
                train__checkpoint_every=400, train__log_every=50, optimizer__learning_rate=2e-3, pairs__types=TYPES)
 LDM_CPU = dict(model__block_out_channels=(64, 128), model__layers_per_block=1, model__attention_levels=(False, True),
                model__num_heads=4, model__cross_attention_dim=64, model__norm_num_groups=16, context__context_len=8,
-               conditioning__stats_size=64, data__crop=64, data__eval_crop=64, train__batch_size=16,
+               conditioning__stats_size=64, context__stats_proj_init="ordinal", data__crop=64, data__eval_crop=64,
+               train__batch_size=16,
                train__steps=1200, train__eval_every=0, train__checkpoint_every=400, train__log_every=100,
                train__ema_decay=0.995, optimizer__learning_rate=5e-4, pairs__types=TYPES)
+TEXT_SCALES = (7.5, 2.0)  # GenDeg's s_T first (the grid), then a milder one
+IMAGE_SCALE = 1.5
 LEVELS = 6          # requested μ ladder per type
 GRID_LEVELS = 3     # of which the grid shows these many
 CROPS_PER_PHOTO = 4
@@ -97,34 +100,37 @@ def main(argv=None):
 
   sampler = Sampler(task, a.sample_steps, "euler_ancestral", config.eval.get("sigma_interp", "log"))
   params, vae = runs.inference_params(state), state.model_state["vae"]
-  generate = jax.jit(lambda c, t, m, s, k: sampler.sample(params, vae, c, t, m, s, k, 7.5, 1.5))
+  generate = jax.jit(lambda c, t, m, s, k, scale: sampler.sample(params, vae, c, t, m, s, k, scale, IMAGE_SCALE))
   measure = jax.jit(lambda c, g: intensity.intensity_stats(c, g, size=stats_size))
 
   n = len(clean)
-  rows, table, grid_cols = {}, [], {}
-  for t_index, type_name in enumerate(types):
-    joint = hist.counts[type_name]
-    mu_hist = joint.sum(1)
-    nonzero = np.nonzero(mu_hist)[0]
-    # the ladder spans the 5th..95th percentile of the fitted μ distribution of this type
-    cdf = np.cumsum(mu_hist) / mu_hist.sum()
-    lo_bin, hi_bin = np.searchsorted(cdf, 0.05), np.searchsorted(cdf, 0.95)
-    mu_bins = np.unique(np.linspace(max(lo_bin, nonzero.min()), min(hi_bin, nonzero.max()), LEVELS).round().astype(int))
-    requested, achieved = [], []
-    for level, mb in enumerate(mu_bins):
-      sb = int(np.argmax(joint[mb])) if joint[mb].any() else int(np.argmax(joint.sum(0)))
-      tid = jnp.full((n,), task.context.types.index(type_name), jnp.int32)
-      key = jax.random.fold_in(jax.random.PRNGKey(7), t_index * 100 + level)
-      out = generate(jnp.asarray(clean), tid, jnp.full((n,), mb, jnp.int32), jnp.full((n,), sb, jnp.int32), key)
-      got_mu = np.asarray(measure(jnp.asarray(clean), out)[0])
-      req_mu = float(intensity.bin_bounds(mb, intensity.MU_RANGE)[0]) + 0.5 * 0.7 / intensity.NUM_BINS
-      requested += [req_mu] * n
-      achieved += got_mu.tolist()
-      grid_cols[(type_name, level)] = np.asarray(out)
-    rho = scipy.stats.spearmanr(requested, achieved)[0]
-    per_level = [float(np.mean(achieved[i * n:(i + 1) * n])) for i in range(len(mu_bins))]
-    table.append((type_name, rho, [float(intensity.bin_bounds(b, intensity.MU_RANGE)[0]) for b in mu_bins], per_level))
-    rows[type_name] = mu_bins
+  table, grid_cols = [], {}
+  for text_scale in TEXT_SCALES:
+    for t_index, type_name in enumerate(types):
+      joint = hist.counts[type_name]
+      mu_hist = joint.sum(1)
+      nonzero = np.nonzero(mu_hist)[0]
+      # the ladder spans the 5th..95th percentile of the fitted μ distribution of this type
+      cdf = np.cumsum(mu_hist) / mu_hist.sum()
+      lo_bin, hi_bin = np.searchsorted(cdf, 0.05), np.searchsorted(cdf, 0.95)
+      mu_bins = np.unique(np.linspace(max(lo_bin, nonzero.min()), min(hi_bin, nonzero.max()), LEVELS).round().astype(int))
+      requested, achieved = [], []
+      for level, mb in enumerate(mu_bins):
+        sb = int(np.argmax(joint[mb])) if joint[mb].any() else int(np.argmax(joint.sum(0)))
+        tid = jnp.full((n,), task.context.types.index(type_name), jnp.int32)
+        key = jax.random.fold_in(jax.random.PRNGKey(7), t_index * 100 + level)
+        out = generate(jnp.asarray(clean), tid, jnp.full((n,), mb, jnp.int32), jnp.full((n,), sb, jnp.int32), key,
+                       text_scale)
+        got_mu = np.asarray(measure(jnp.asarray(clean), out)[0])
+        req_mu = float(intensity.bin_bounds(mb, intensity.MU_RANGE)[0]) + 0.5 * 0.7 / intensity.NUM_BINS
+        requested += [req_mu] * n
+        achieved += got_mu.tolist()
+        if text_scale == TEXT_SCALES[0]:
+          grid_cols[(type_name, level)] = np.asarray(out)
+      rho = scipy.stats.spearmanr(requested, achieved)[0]
+      per_level = [float(np.mean(achieved[i * n:(i + 1) * n])) for i in range(len(mu_bins))]
+      table.append((text_scale, type_name, rho, [float(intensity.bin_bounds(b, intensity.MU_RANGE)[0]) for b in mu_bins],
+                    per_level))
   times["sampling"] = time.monotonic() - t0
 
   show = np.linspace(0, LEVELS - 1, GRID_LEVELS).round().astype(int)
@@ -150,7 +156,6 @@ def main(argv=None):
   summary = synth_run.run(synth, os.path.join(a.workdir, "synth"))
   times["synthesis (--mode=synthesize)"] = time.monotonic() - t0
 
-  all_rho = [r for _, r, _, _ in table]
   lines = [
       "# GenDeg on a CPU",
       "",
@@ -164,22 +169,23 @@ def main(argv=None):
   ] + [f"| {k} | {v / 60:.1f} |" for k, v in times.items()] + [
       f"| total | {sum(times.values()) / 60:.1f} |",
       "",
-      f"Guided sampling ({a.sample_steps} Euler-ancestral steps, s_T = 7.5, s_I = 1.5) of {n} held-out crops "
+      f"Guided sampling ({a.sample_steps} Euler-ancestral steps, s_I = {IMAGE_SCALE}, s_T as in the table) of {n} held-out crops "
       f"({', '.join(eval_photos)}) per type and requested μ; σ is the most frequent σ bin of that μ bin in "
       "histograms fitted on procedural pairs. Spearman rank correlation between requested and achieved μ "
       "(μ = mean |clean − generated| at "
       f"{stats_size}²):",
       "",
-      "| type | rank correlation | requested μ (bin lower edges) | mean achieved μ |",
-      "|---|---|---|---|",
-  ] + [f"| {t} | {rho:.3f} | {', '.join(f'{m:.3f}' for m in req)} | {', '.join(f'{m:.3f}' for m in got)} |"
-       for t, rho, req, got in table] + [
-      f"| all types (mean) | {np.mean(all_rho):.3f} | | |",
+      "| s_T | type | rank correlation | requested μ (bin lower edges) | mean achieved μ |",
+      "|---|---|---|---|---|",
+  ] + [f"| {st} | {t} | {rho:.3f} | {', '.join(f'{m:.3f}' for m in req)} | {', '.join(f'{m:.3f}' for m in got)} |"
+       for st, t, rho, req, got in table] + [
+      f"| {st} | all types (mean) | {np.mean([r for s_, _, r, _, _ in table if s_ == st]):.3f} | | |"
+      for st in TEXT_SCALES] + [
       "",
       "![samples](gendeg_samples.png)",
       "",
       f"Rows: held-out crops. Columns: clean, then per type ({', '.join(types)}) the lowest, middle and "
-      "highest requested μ.",
+      f"highest requested μ, at s_T = {TEXT_SCALES[0]}.",
       "",
       f"`--mode=synthesize` with this LDM on the same photos: {summary['jobs']} jobs, kept {summary['kept']}, "
       f"dropped {summary['dropped']} (achieved μ off the request by more than 0.02 + 25%), "
@@ -189,7 +195,7 @@ def main(argv=None):
   ]
   with open(os.path.join(a.out, "gendeg_cpu.md"), "w") as f:
     f.write("\n".join(lines))
-  print(json.dumps({"times": times, "rank_correlation": {t: r for t, r, _, _ in table}}, indent=1))
+  print(json.dumps({"times": times, "rank_correlation": {f"{t} s_T={st}": r for st, t, r, _, _ in table}}, indent=1))
 
 
 if __name__ == "__main__":

@@ -173,7 +173,7 @@ class LdmTask(Task):
     ctx = config.context
     self.context = DegradationContext(context_len=ctx.context_len, context_dim=self.unet.cross_attention_dim,
                                       types=tuple(ctx.types), stats_columns_init=ctx.stats_columns_init,
-                                      dtype=self.unet.dtype)
+                                      stats_proj_init=ctx.get("stats_proj_init", "default"), dtype=self.unet.dtype)
     d = config.diffusion
     self.schedule = diffusion.make_schedule(d.beta_schedule, d.num_train_timesteps, d.beta_start, d.beta_end)
     self.prediction = d.prediction

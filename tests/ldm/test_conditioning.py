@@ -51,6 +51,23 @@ def test_uniform_init_is_identity_on_the_context_columns(run):
   np.testing.assert_allclose(out, context + s @ k[D:], atol=1e-5)
 
 
+def test_ordinal_stats_init_makes_the_context_linear_in_the_bin():
+  m = DegradationContext(L, D, stats_proj_init="ordinal")
+  mu = jnp.array([0, 1, 2, 3, 4, 5, 6, 7, 8, 127, 128])
+  stats = jnp.stack([intensity.one_hot(mu), intensity.one_hot(jnp.full_like(mu, 128))], axis=-2)
+  v = m.init(jax.random.key(0), stats, jnp.zeros_like(mu))
+  kernel = np.asarray(v["params"]["stats_proj"]["kernel"].unbox())
+  assert kernel[0, 0] == -1 and kernel[127, 0] == 1 and (kernel[128] == 0).all()
+  assert (np.diff(kernel[:128, 0]) > 0).all() and (kernel == kernel[:, :1]).all()
+  out = np.asarray(m.apply(v, stats, jnp.zeros_like(mu)))
+  # equal bin steps give equal context steps at initialisation
+  steps = np.diff(out[:9], axis=0)
+  np.testing.assert_allclose(steps, np.broadcast_to(steps[:1], steps.shape), atol=1e-6)
+  assert np.abs(steps).max() > 0
+  with pytest.raises(ValueError, match="stats_proj_init"):
+    DegradationContext(L, D, stats_proj_init="sorted").init(jax.random.key(0), stats, jnp.zeros_like(mu))
+
+
 def test_null_tokens_types_and_dropout():
   stats, ids = null_inputs(3)
   assert stats.shape == (3, 2, intensity.ONE_HOT_SIZE) and bool((stats[..., -1] == 1).all())

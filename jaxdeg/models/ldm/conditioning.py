@@ -7,6 +7,10 @@ Intensity: μ and σ one-hots (129-way, index 128 = null; see `jaxdeg.degrade.in
 through Linear(129 → L), giving (B, L, 2); concatenated to the context (B, L, D) and mapped back by
 Linear(D + 2 → D), initialised as the identity on the first D inputs with zero bias, so at
 initialisation the context passes through unchanged apart from the two intensity columns.
+Linear(129 → L) starts as flax's default (independent random rows, as GenDeg), or 'ordinal': every
+bin's row is the bin's position on a ramp from −1 to 1 (null bin 0), so neighbouring intensities
+start with neighbouring embeddings and a short training run can interpolate between bins it has
+rarely seen instead of learning 128 unrelated rows.
 """
 from typing import Any, Sequence
 
@@ -42,6 +46,14 @@ def _identity_then(extra_init):
   return init
 
 
+def _ordinal_rows(key, shape, dtype=jnp.float32):
+  """(129, L) kernel: row i = the ramp value of bin i in [−1, 1] in every column; the null row 0."""
+  del key
+  bins, width = shape
+  ramp = jnp.linspace(-1.0, 1.0, bins - 1, dtype=dtype)
+  return jnp.broadcast_to(jnp.concatenate([ramp, jnp.zeros((1,), dtype)])[:, None], (bins, width))
+
+
 def _torch_linear_uniform(fan_in):
   """torch.nn.Linear's default weight init, U(±1/√fan_in): what GenDeg's extra columns start at."""
   bound = 1.0 / fan_in ** 0.5
@@ -53,11 +65,13 @@ class DegradationContext(nn.Module):
 
   `stats_columns_init`: 'uniform' starts the two intensity columns of the projection as torch's
   Linear default (as GenDeg); 'zeros' makes the projection exactly the identity at init.
+  `stats_proj_init`: 'default' (flax's, as GenDeg's random init) or 'ordinal' (see the module doc).
   """
   context_len: int = 77
   context_dim: int = 768
   types: Sequence[str] = DEGRADATION_TYPES
   stats_columns_init: str = "uniform"
+  stats_proj_init: str = "default"
   dtype: Any = jnp.float32
 
   @property
@@ -79,11 +93,15 @@ class DegradationContext(nn.Module):
       if text.shape[-2:] != (L, D):
         raise ValueError(f"DegradationContext: text embeddings must be (B, {L}, {D}), got {text.shape}")
       context = text
-    s = layers.Dense(L, dtype=self.dtype, name="stats_proj")(stats.astype(self.dtype))  # (B, 2, L)
-    x = jnp.concatenate([context.astype(self.dtype), jnp.swapaxes(s, -1, -2)], axis=-1)  # (B, L, D + 2)
     if self.stats_columns_init not in ("uniform", "zeros"):
       raise ValueError(f"DegradationContext: stats_columns_init must be 'uniform' or 'zeros', "
                        f"got {self.stats_columns_init!r}")
+    if self.stats_proj_init not in ("default", "ordinal"):
+      raise ValueError(f"DegradationContext: stats_proj_init must be 'default' or 'ordinal', "
+                       f"got {self.stats_proj_init!r}")
+    proj_init = {"kernel_init": _ordinal_rows} if self.stats_proj_init == "ordinal" else {}
+    s = layers.Dense(L, dtype=self.dtype, name="stats_proj", **proj_init)(stats.astype(self.dtype))  # (B, 2, L)
+    x = jnp.concatenate([context.astype(self.dtype), jnp.swapaxes(s, -1, -2)], axis=-1)  # (B, L, D + 2)
     extra = _torch_linear_uniform(D + 2) if self.stats_columns_init == "uniform" else nn.initializers.zeros_init()
     return layers.Dense(D, kernel_init=_identity_then(extra), dtype=self.dtype, name="cc_projection")(x)
 
