@@ -9,6 +9,7 @@ import sys
 
 # Subcommand -> module with `main(argv) -> int`.
 UTILITIES = {"degrade": "jaxdeg.degrade.cli", "restore": "jaxdeg.restore_cli"}
+UTILITIES["transfer"] = "jaxdeg.transfer"  # jaxdeg transfer --workdir RUN --content X --reference Y OUT
 
 
 def main(argv=None):

@@ -1,5 +1,5 @@
 """Official-checkpoint import (`jaxdeg.interop.cdd_torch`) against the independent PyTorch
-reference in `torch_ref.py`: every part's output matches within 1e-4 (fp32).
+reference in `benchmarks/peers/torch_cdd.py`: every part's output matches within 1e-4 (fp32).
 
 The generator's only randomness is the z channel of each IDA-SFT layer: the JAX model sows every
 z it draws ('intermediates'), and the reference is fed the same tensors in call order.
@@ -14,7 +14,7 @@ torch = pytest.importorskip("torch")
 from jaxdeg.interop import cdd_torch  # noqa: E402
 from jaxdeg.interop.cdd_torch import WeightImportError  # noqa: E402
 from jaxdeg.models.cdd import HDEN, DegradationModel  # noqa: E402
-from tests.cdd import torch_ref as ref  # noqa: E402
+from benchmarks.peers import torch_cdd as ref  # noqa: E402
 
 BLOCKS = (1, 1, 1, 1, 1)  # shallow for speed; the full-size test below checks the (4, 3, 2, 3, 4) names
 STAGES = ("enc1", "enc2", "mid", "dec2", "dec1")

@@ -5,7 +5,8 @@ the parity target of `jaxdeg.interop.cdd_torch`.
 One addition for testing: the generator's IDA-SFT layers take their noise channel z from
 `NoiseFeed` (a queue of tensors, consumed in call order) when it holds any, else from
 torch.randn as the official code does. The JAX generator sows every z it draws, so a test feeds
-the same noise to both.
+the same noise to both. And one for training (benchmarks/bench_cdd.py): `use_training_noise`
+makes the compressors add U(−½, ½) noise instead of rounding, as they do while training.
 """
 import math
 
@@ -267,10 +268,12 @@ class EntropyBottleneck(nn.Module):
   def loss(self):
     return torch.abs(self._logits_cumulative(self.quantiles) - self.target).sum()
 
-  def forward(self, x):  # eval mode only: round around the medians
+  training_noise = False
+
+  def forward(self, x):  # round around the medians (or training noise, see use_training_noise)
     values = x.t().reshape(x.shape[1], 1, -1)
     med = self.quantiles[:, :, 1:2]
-    values = torch.round(values - med) + med
+    values = values + torch.rand_like(values) - 0.5 if self.training_noise else torch.round(values - med) + med
     lower, upper = self._logits_cumulative(values - 0.5), self._logits_cumulative(values + 0.5)
     sign = -torch.sign(lower + upper)
     lik = self.likelihood_lower_bound(torch.abs(torch.sigmoid(sign * upper) - torch.sigmoid(sign * lower)))
@@ -382,8 +385,11 @@ class ImageCompressor(nn.Module):
     self.Decoder = Synthesis(out_channel_N, in_channel_N)
     self.bitEstimator = BitEstimator(out_channel_N)
 
-  def forward(self, x):  # eval mode only
-    z = torch.round(self.Encoder(x))
+  training_noise = False
+
+  def forward(self, x):  # rounding (or training noise, see use_training_noise)
+    z = self.Encoder(x)
+    z = z + torch.rand_like(z) - 0.5 if self.training_noise else torch.round(z)
     recon = self.Decoder(z).clamp(0.0, 1.0)
     prob = self.bitEstimator(z + 0.5) - self.bitEstimator(z - 0.5)
     bits = torch.sum(torch.clamp(-torch.log(prob + 1e-10) / math.log(2.0), 0, 50))
@@ -448,6 +454,14 @@ def perturb(module, seed=0):
         m.running_mean.copy_(0.1 * torch.randn(m.running_mean.shape, generator=g))
         m.running_var.copy_(0.5 + torch.rand(m.running_var.shape, generator=g))
   return module.eval()
+
+
+def use_training_noise(module):
+  """Compressors inside `module` quantise by additive U(−½, ½) noise (training) instead of rounding."""
+  for m in module.modules():
+    if isinstance(m, (EntropyBottleneck, ImageCompressor)):
+      m.training_noise = True
+  return module
 
 
 def _owner(module, param_name):

@@ -1,0 +1,66 @@
+"""Evaluation of a universal degradation model (`cdd` run) from its checkpoint, as one table.
+
+Rows: reproduction (ŷ made from y's own embedding), transfer (from another image carrying the same
+degradation), and two baselines that need no model: `clean` (predict the clean image, i.e. no
+degradation at all) and `residual_paste` (the clean image plus the reference's high-frequency
+residual, reference − GaussianBlur_σ(reference)). Columns: PSNR, SSIM (skimage defaults) and
+MS-SSIM against the true degraded image, all on [0, 1]. The per-example values come from
+`CddTask.eval_step`; how reference and target are made is described there.
+
+    python -m jaxdeg.cdd_eval RUN_DIR [--step N]     # evaluate, then print the table
+"""
+import sys
+
+from jaxdeg.tasks._cdd_ops import ms_ssim_scales
+
+ROWS = (("reproduction", "reproduction (y's own embedding)"),
+        ("transfer", "transfer (embedding of another image, same degradation)"),
+        ("clean", "baseline: clean image"),
+        ("residual_paste", "baseline: residual paste"))
+COLUMNS = (("psnr", "PSNR (dB)", "{:.2f}"), ("ssim", "SSIM", "{:.4f}"), ("ms_ssim", "MS-SSIM", "{:.4f}"))
+
+
+def table(results, eval_crop=None) -> str:
+  """Markdown table of the methods (rows) by metrics (columns) from evaluation results."""
+  lines = ["| method | " + " | ".join(title for _, title, _ in COLUMNS) + " |",
+           "|---" * (len(COLUMNS) + 1) + "|"]
+  for key, label in ROWS:
+    cells = [fmt.format(results[f"{key}_{name}"]) for name, _, fmt in COLUMNS]
+    lines.append(f"| {label} | " + " | ".join(cells) + " |")
+  notes = [f"{results.get('num_examples', '?')} examples"]
+  if eval_crop:
+    notes.append(f"{eval_crop}² crops; MS-SSIM on {ms_ssim_scales(eval_crop)} of 5 scales")
+  return "\n".join(lines) + "\n\n" + "; ".join(notes) + ".\n"
+
+
+def evaluate(workdir, step=None):
+  """(results, Markdown table) of the run in `workdir`, evaluated from its checkpoint with the
+  config it was trained with; writes metrics.json, metrics.md and the image grid there."""
+  from jaxdeg.errors import UserError
+  from jaxdeg.train import checkpoint as ckpt
+  from jaxdeg.train import trainer
+  config, _ = ckpt.restore_config(workdir, step)
+  if config.get("task") != "cdd":
+    raise UserError(f"{workdir}: a `{config.get('task')}` run, not a degradation model (task `cdd`)")
+  results = trainer.evaluate(config, workdir, step=step)
+  return results, table(results, config.data.eval_crop)
+
+
+def main(argv=None):
+  import argparse
+  from jaxdeg.errors import UserError
+  p = argparse.ArgumentParser(prog="python -m jaxdeg.cdd_eval", description=__doc__.splitlines()[0])
+  p.add_argument("workdir")
+  p.add_argument("--step", type=int)
+  a = p.parse_args(argv)
+  try:
+    results, text = evaluate(a.workdir, a.step)
+  except UserError as e:
+    print(f"jaxdeg: error: {e}", file=sys.stderr)
+    return 2
+  print(f"step {results['step']}\n\n{text}")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
