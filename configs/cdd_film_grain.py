@@ -36,9 +36,12 @@ def grain_sources(make, presets=PRESETS):
 
 def get_config(arg=None):
   c = general.common(base_config())
+  # L_sim = 10·DISTS + 10·L1: DISTS joins when the user sets loss.vgg16_weights and loss.dists_weights
   c.loss = general.loss_config(l1_weight=10.0, rate_global_weight=0.002, rate_local_weight=0.05, gan_weight=10.0)
   # eval: clean photos with one preset; reference and target share the grain seed and strength
   c.data.eval_degradations = [dict(name="film_grain", params=2, intensity=GRAIN_STRENGTH)]
+  # jaxdeg.cdd_eval adds the grain statistics table (curve, spectrum, JSD; best-fit AV1 baseline)
+  c.eval.grain_stats = True
   eval_photos = general.EVAL_PHOTOS * 2
   if arg == "tiny":
     c.data.sources = grain_sources(lambda **kw: dict(kind="samples", photos=general.TRAIN_PHOTOS, **kw), presets=(2, 6))

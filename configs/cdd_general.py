@@ -19,6 +19,7 @@ Variants:
 Values the paper does not give (marked "unknown" below) are guesses.
 """
 import ml_collections
+from ml_collections.config_dict import placeholder
 
 from jaxdeg.data.from_config import defaults as data_defaults
 from jaxdeg.train.defaults import base_config
@@ -47,7 +48,7 @@ def model_config(**changes):
 
 def loss_config(**changes):
   c = dict(
-      l1_weight=10.0,              # L_sim without DISTS (general model: 10·DISTS in the paper)
+      l1_weight=10.0,              # L_sim without DISTS; the paper's general model has 10·DISTS and no L1
       colour_weight=10.0,
       diversity_weight=1.0,
       contrastive_weight=1e-4,
@@ -55,10 +56,19 @@ def loss_config(**changes):
       rate_local_weight=1.0,
       aux_weight=1.0,
       gan_weight=1.0,              # unknown for the general model (film grain: 10)
-      gan_alpha=1.0,               # α of −α·D(ŷ) and of the critic loss; unknown
+      # α of −α·D(ŷ) and of the critic loss; unknown. The generator's output is unbounded, so a
+      # strong GAN term lets it chase the critic's slope: at α = 1 the CPU run's outputs ran away
+      # (L1 ≈ 1e13 at step 650). At 0.01 the GAN gradient is a few % of the L1 one per pixel
+      # (film grain, gan_weight 10: tens of %).
+      gan_alpha=0.01,
       gp_weight=10.0,
-      dists_weights=None,          # DISTS/LPIPS need ImageNet VGG weights: not in this build
-      lpips_weights=None)
+      # DISTS/LPIPS need ImageNet VGG weights: local files (--config.loss.<field>=PATH), read once
+      # when the task is built; .pth needs torch, .npz copies with the same keys do not
+      vgg16_weights=placeholder(str),  # torchvision's vgg16 state dict, e.g. vgg16-397923af.pth
+      dists_weights=placeholder(str),  # DISTS_pytorch's weights.pt (alpha, beta): turns DISTS on
+      lpips_weights=placeholder(str),  # the lpips package's weights/v0.1/vgg.pth: turns LPIPS on
+      dists_weight=10.0,           # the paper's L_sim (general and film grain)
+      lpips_weight=1.0)            # unknown (the paper's LPIPS variants)
   c.update(changes)
   return ml_collections.ConfigDict(c)
 

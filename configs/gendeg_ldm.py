@@ -48,6 +48,8 @@ def get_config(variant=None):
       stats_size=256))   # μ, σ measured on stats_size² resizes (GenDeg)
 
   c.data = data_config(256)  # GenDeg trains at 256², horizontal flips
+  c.data.latent_cache = ""             # a folder written by --mode=cache_latents: train without the VAE
+  c.data.latent_cache_batches = 2000   # how many training batches --mode=cache_latents encodes
   c.pairs = pairs_config()
 
   c.optimizer = ml_collections.ConfigDict(dict(
@@ -81,6 +83,7 @@ def get_config(variant=None):
     c.context.context_len = 4
     c.conditioning.stats_size = 32
     c.data = data_config(32)
+    c.data.latent_cache, c.data.latent_cache_batches = "", 4
     c.pairs = pairs_config(("haze", "low_light"))
     c.optimizer.learning_rate = 1e-3
     # Adam's first update lr·g/(|g| + ε) jumps for gradients near ε; a larger ε keeps it smooth, so

@@ -31,8 +31,11 @@ def get_config(variant=None):
 
   c.loss = ml_collections.ConfigDict()
   c.loss.kl_weight = 1e-6  # SD's
-  # LPIPS needs VGG weights on disk; not implemented yet, so it must stay None
-  c.loss.lpips_weights = config_dict.placeholder(str)
+  # LPIPS (off by default) needs ImageNet VGG weights: local files, read once when the task is built
+  # (.pth needs torch; .npz copies with the same keys do not); see jaxdeg.models.perceptual
+  c.loss.vgg16_weights = config_dict.placeholder(str)  # torchvision's vgg16 state dict
+  c.loss.lpips_weights = config_dict.placeholder(str)  # the lpips package's weights/v0.1/vgg.pth
+  c.loss.lpips_weight = 1.0  # SD's perceptual_weight, added to every pixel's L1; 0 turns LPIPS off
 
   # SD's first stage: Adam(0.5, 0.9); the learning rate here is a choice for batch 8
   c.optimizer = ml_collections.ConfigDict(dict(learning_rate=1e-4, warmup_steps=1000, b1=0.5, b2=0.9,

@@ -32,8 +32,10 @@ from jaxdeg.train import runs, trainer  # noqa: E402
 from tests.utils import load_config  # noqa: E402
 
 # The CPU sizes: 64² crops, f = 8 (8² latents), a two-level UNet with cross-attention at the lower
-# resolution, three of GenDeg's types.
-TYPES = ("haze", "low_light", "motion_blur")
+# resolution, three of GenDeg's types. Not motion blur: at 64² its μ spans only 0–0.02, below what
+# this small VAE reproduces (mean |x − decode(encode(x))| ≈ 0.08), so its intensity cannot be read
+# off the samples.
+TYPES = ("haze", "low_light", "snow")
 VAE_CPU = dict(model__block_out_channels=(16, 32, 32, 32), model__layers_per_block=1, model__norm_num_groups=8,
                data__crop=64, data__eval_crop=64, train__batch_size=8, train__steps=400, train__eval_every=0,
                train__checkpoint_every=400, train__log_every=50, optimizer__learning_rate=2e-3, pairs__types=TYPES)
@@ -41,7 +43,7 @@ LDM_CPU = dict(model__block_out_channels=(64, 128), model__layers_per_block=1, m
                model__num_heads=4, model__cross_attention_dim=64, model__norm_num_groups=16, context__context_len=8,
                conditioning__stats_size=64, context__stats_proj_init="ordinal", data__crop=64, data__eval_crop=64,
                train__batch_size=16,
-               train__steps=1200, train__eval_every=0, train__checkpoint_every=400, train__log_every=100,
+               train__steps=2400, train__eval_every=0, train__checkpoint_every=800, train__log_every=100,
                train__ema_decay=0.995, optimizer__learning_rate=5e-4, pairs__types=TYPES)
 TEXT_SCALES = (7.5, 2.0)  # GenDeg's s_T first (the grid), then a milder one
 IMAGE_SCALE = 1.5
@@ -118,7 +120,9 @@ def main(argv=None):
       for level, mb in enumerate(mu_bins):
         sb = int(np.argmax(joint[mb])) if joint[mb].any() else int(np.argmax(joint.sum(0)))
         tid = jnp.full((n,), task.context.types.index(type_name), jnp.int32)
-        key = jax.random.fold_in(jax.random.PRNGKey(7), t_index * 100 + level)
+        # the same noise for a crop at every level (common random numbers): the levels differ by
+        # the conditioning only, not by the sampling noise
+        key = jax.random.PRNGKey(7)
         out = generate(jnp.asarray(clean), tid, jnp.full((n,), mb, jnp.int32), jnp.full((n,), sb, jnp.int32), key,
                        text_scale)
         got_mu = np.asarray(measure(jnp.asarray(clean), out)[0])
@@ -129,8 +133,9 @@ def main(argv=None):
           grid_cols[(type_name, level)] = np.asarray(out)
       rho = scipy.stats.spearmanr(requested, achieved)[0]
       per_level = [float(np.mean(achieved[i * n:(i + 1) * n])) for i in range(len(mu_bins))]
-      table.append((text_scale, type_name, rho, [float(intensity.bin_bounds(b, intensity.MU_RANGE)[0]) for b in mu_bins],
-                    per_level))
+      rho_means = scipy.stats.spearmanr(np.arange(len(per_level)), per_level)[0]
+      table.append((text_scale, type_name, rho, rho_means,
+                    [float(intensity.bin_bounds(b, intensity.MU_RANGE)[0]) for b in mu_bins], per_level))
   times["sampling"] = time.monotonic() - t0
 
   show = np.linspace(0, LEVELS - 1, GRID_LEVELS).round().astype(int)
@@ -171,16 +176,17 @@ def main(argv=None):
       "",
       f"Guided sampling ({a.sample_steps} Euler-ancestral steps, s_I = {IMAGE_SCALE}, s_T as in the table) of {n} held-out crops "
       f"({', '.join(eval_photos)}) per type and requested μ; σ is the most frequent σ bin of that μ bin in "
-      "histograms fitted on procedural pairs. Spearman rank correlation between requested and achieved μ "
-      "(μ = mean |clean − generated| at "
-      f"{stats_size}²):",
+      "histograms fitted on procedural pairs; each crop keeps its sampling noise at every level. Spearman "
+      "rank correlation between requested and achieved μ (μ = mean |clean − generated| at "
+      f"{stats_size}²), over all samples and over the per-level means:",
       "",
-      "| s_T | type | rank correlation | requested μ (bin lower edges) | mean achieved μ |",
-      "|---|---|---|---|---|",
-  ] + [f"| {st} | {t} | {rho:.3f} | {', '.join(f'{m:.3f}' for m in req)} | {', '.join(f'{m:.3f}' for m in got)} |"
-       for st, t, rho, req, got in table] + [
-      f"| {st} | all types (mean) | {np.mean([r for s_, _, r, _, _ in table if s_ == st]):.3f} | | |"
-      for st in TEXT_SCALES] + [
+      "| s_T | type | rank correlation (samples) | rank correlation (level means) | requested μ (bin lower edges) "
+      "| mean achieved μ |",
+      "|---|---|---|---|---|---|",
+  ] + [f"| {st} | {t} | {rho:.3f} | {rho_m:.3f} | {', '.join(f'{m:.3f}' for m in req)} | "
+       f"{', '.join(f'{m:.3f}' for m in got)} |" for st, t, rho, rho_m, req, got in table] + [
+      f"| {st} | all types (mean) | {np.mean([r[2] for r in table if r[0] == st]):.3f} | "
+      f"{np.mean([r[3] for r in table if r[0] == st]):.3f} | | |" for st in TEXT_SCALES] + [
       "",
       "![samples](gendeg_samples.png)",
       "",
@@ -195,7 +201,7 @@ def main(argv=None):
   ]
   with open(os.path.join(a.out, "gendeg_cpu.md"), "w") as f:
     f.write("\n".join(lines))
-  print(json.dumps({"times": times, "rank_correlation": {f"{t} s_T={st}": r for st, t, r, _, _ in table}}, indent=1))
+  print(json.dumps({"times": times, "rank_correlation": {f"{r[1]} s_T={r[0]}": r[2:4] for r in table}}, indent=1))
 
 
 if __name__ == "__main__":

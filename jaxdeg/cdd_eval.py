@@ -7,7 +7,12 @@ residual, reference − GaussianBlur_σ(reference)). Columns: PSNR, SSIM (skimag
 MS-SSIM against the true degraded image, all on [0, 1]. The per-example values come from
 `CddTask.eval_step`; how reference and target are made is described there.
 
-    python -m jaxdeg.cdd_eval RUN_DIR [--step N]     # evaluate, then print the table
+Film-grain runs (`config.eval.grain_stats=True`, set by configs/cdd_film_grain.py, or
+`--grain-stats`) get a second table from `jaxdeg.cdd_grain_eval`: grain statistics (σ-vs-luma
+curve error, spectrum distance, histogram JSD) of each method against the true grain, with a
+best-fit AV1 grain table as one more baseline.
+
+    python -m jaxdeg.cdd_eval RUN_DIR [--step N] [--grain-stats]   # evaluate, then print the tables
 """
 import sys
 
@@ -33,9 +38,11 @@ def table(results, eval_crop=None) -> str:
   return "\n".join(lines) + "\n\n" + "; ".join(notes) + ".\n"
 
 
-def evaluate(workdir, step=None):
+def evaluate(workdir, step=None, grain_stats=None):
   """(results, Markdown table) of the run in `workdir`, evaluated from its checkpoint with the
-  config it was trained with; writes metrics.json, metrics.md and the image grid there."""
+  config it was trained with; writes metrics.json, metrics.md and the image grid there. With grain
+  statistics (`grain_stats`, default config.eval.grain_stats) the grain tables follow the first
+  one, their numbers are results["grain"], and grain_stats.json / grain_stats.md are written too."""
   from jaxdeg.errors import UserError
   from jaxdeg.train import checkpoint as ckpt
   from jaxdeg.train import trainer
@@ -43,7 +50,14 @@ def evaluate(workdir, step=None):
   if config.get("task") != "cdd":
     raise UserError(f"{workdir}: a `{config.get('task')}` run, not a degradation model (task `cdd`)")
   results = trainer.evaluate(config, workdir, step=step)
-  return results, table(results, config.data.eval_crop)
+  text = table(results, config.data.eval_crop)
+  if grain_stats is None:
+    grain_stats = config.eval.get("grain_stats", False)
+  if grain_stats:
+    from jaxdeg import cdd_grain_eval
+    results["grain"], grain_text = cdd_grain_eval.evaluate(config, workdir, results["step"])
+    text += "\n" + grain_text
+  return results, text
 
 
 def main(argv=None):
@@ -52,9 +66,11 @@ def main(argv=None):
   p = argparse.ArgumentParser(prog="python -m jaxdeg.cdd_eval", description=__doc__.splitlines()[0])
   p.add_argument("workdir")
   p.add_argument("--step", type=int)
+  p.add_argument("--grain-stats", action="store_true", default=None,
+                 help="add the grain statistics tables (default: the run's config.eval.grain_stats)")
   a = p.parse_args(argv)
   try:
-    results, text = evaluate(a.workdir, a.step)
+    results, text = evaluate(a.workdir, a.step, a.grain_stats)
   except UserError as e:
     print(f"jaxdeg: error: {e}", file=sys.stderr)
     return 2

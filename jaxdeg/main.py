@@ -1,7 +1,7 @@
 """The one entry point for every stage, chosen by an ml_collections config.
 
   python -m jaxdeg.main --config=configs/<experiment>.py[:variant] --workdir=DIR \\
-      [--mode=train|evaluate|compile|synthesize] [--step=N] [--config.some.field=value ...]
+      [--mode=train|evaluate|compile|synthesize|cache_latents] [--step=N] [--config.some.field=value ...]
 
 Multi-process runs (one process per host or per GPU) connect through jax.distributed: from the
 environment on TPU pods, SLURM and Kubernetes, or explicitly with --coordinator_address,
@@ -14,7 +14,7 @@ from ml_collections import config_flags
 
 from jaxdeg.errors import UserError
 
-MODES = ("train", "evaluate", "compile", "synthesize")
+MODES = ("train", "evaluate", "compile", "synthesize", "cache_latents")
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file[:variant].",
                                           lock_config=True)
@@ -38,6 +38,12 @@ def run(config, workdir, mode="train", step=None):
   if mode == "synthesize":
     from jaxdeg.synth import run as synth_run
     return synth_run.run(config, trainer.ensure_workdir(workdir))
+  if mode == "cache_latents":
+    from jaxdeg import tasks
+    task = tasks.get(config)
+    if not hasattr(task, "write_latent_cache"):
+      raise UserError(f"--mode=cache_latents: task {config.task!r} has no latent cache (the ldm task has)")
+    return task.write_latent_cache()
   raise UserError(f"--mode={mode!r}: must be one of {', '.join(MODES)}")
 
 

@@ -19,6 +19,10 @@ Command line:
         [--samples N] [--seed S] [--step K]
     jaxdeg transfer --workdir RUN --content-dir CLEAN/ --reference-dir DEGRADED/ --output-dir OUT/
 
+Datasets of pairs for a restorer: `write_pairs(model, contents, references, folder)` puts each
+reference's degradation on its content image and writes (clean, transferred) pairs as ArrayRecord
+shards (`jaxdeg.data.records`), which `kind="array_record"` data sources read.
+
 With N samples, OUT_0.png ... OUT_{N-1}.png (one file when N = 1). In batch mode, files pair by
 matching names (stems) when every content image has a reference of the same stem, otherwise by
 sorted order (the two folders must then hold as many images); outputs take the content's stem.
@@ -121,6 +125,33 @@ class Transfer:
     keys = jax.random.split(_as_key(key), samples) if samples > 1 else [_as_key(key)]
     outs = [self.apply(x, emb, k) for k in keys]
     return outs[0] if samples == 1 else jnp.stack(outs)
+
+
+def write_pairs(model, contents, references, folder, *, seed=0, batch_size=16, names=None, prefix="transfer",
+                type_name="transfer"):
+  """(clean content i, content i carrying reference i's degradation) pairs → ArrayRecord shards.
+
+  contents, references: (N, H, W, 3) in [0, 1] (the same size within each array). Batch b draws the
+  generator's noise with fold_in(seed, b). Resumable: pairs already in `folder` (a previous,
+  interrupted call with the same arguments) are not written again. Returns the number written."""
+  from jaxdeg.data import records
+  contents, references = np.asarray(contents, np.float32), np.asarray(references, np.float32)
+  if contents.ndim != 4 or references.ndim != 4 or len(contents) != len(references):
+    raise UserError(f"write_pairs: contents {contents.shape} and references {references.shape} must be "
+                    "(N, H, W, 3) batches of the same length")
+  to_uint8 = lambda a: np.round(np.clip(a, 0.0, 1.0) * 255.0).astype(np.uint8)
+  writer = records.RecordWriter(folder, prefix=prefix, records_per_chunk=256, process_index=0, process_count=1)
+  start, written = writer.written, 0
+  for b in range(start - start % batch_size, len(contents), batch_size):
+    out = np.asarray(model.transfer(contents[b:b + batch_size], references[b:b + batch_size],
+                                    key=jax.random.fold_in(jax.random.PRNGKey(seed), b // batch_size)))
+    for i in range(max(b, start), min(b + batch_size, len(contents))):
+      name = names[i] if names is not None else f"{prefix}_{i:06d}"
+      writer.write(to_uint8(contents[i]), to_uint8(out[i - b]), type=type_name, name=str(name), index=i,
+                   generator=f"cdd step {model.step}")
+      written += 1
+  writer.close()
+  return written
 
 
 def load(workdir, step=None) -> Transfer:

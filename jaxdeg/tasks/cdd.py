@@ -12,13 +12,16 @@ Each train step does, in one jitted function:
    `optimizer.compressor_learning_rate`, the rest at `optimizer.learning_rate`):
      l1_weight·L1(ŷ, y)  + colour_weight·colour(ŷ, y) + diversity_weight·diversity(ŷ, ŷ')
    + contrastive_weight·InfoNCE + rate_global_weight·R_g + rate_local_weight·R_l
-   + aux_weight·quantile loss + gan_weight·(−α·D(ŷ)),
+   + aux_weight·quantile loss + gan_weight·(−α·D(ŷ))
+   [+ dists_weight·DISTS(ŷ, y)] [+ lpips_weight·LPIPS(ŷ, y)],
    ŷ and ŷ' being two samples for the same input (one generator call on the batch twice over, so
    each half gets its own noise maps).
 3. Critic step (its own Adam): α·(D(ŷ) − D(y)) + α·gp_weight·GP, on this step's ŷ.
 4. The global batch's keys enter the MoCo queue.
 The paper's L_sim also has 10·DISTS (and LPIPS variants exist): they need ImageNet VGG weights,
-so `loss.dists_weights` / `loss.lpips_weights` must stay None here (a notice is logged).
+which the user supplies as files (`loss.vgg16_weights` with `loss.dists_weights` and/or
+`loss.lpips_weights`; see jaxdeg.models.perceptual). Without them those terms are off (a notice
+is logged).
 
 Eval (see `eval_step`): reproduction (ŷ from y's own embedding and x) and transfer (embedding from
 another image carrying the same degradation), with the `clean` and `residual_paste` baselines.
@@ -35,6 +38,7 @@ from jaxdeg.metrics.image_quality import psnr, ssim
 from jaxdeg.models.cdd import Critic, DegradationModel
 from jaxdeg.models.cdd import moco
 from jaxdeg.tasks import _cdd_losses as losses
+from jaxdeg.tasks import _perceptual
 from jaxdeg.tasks._cdd_ops import ms_ssim_fitting, rbg_key, residual_paste, to_image_range, to_model_range
 from jaxdeg.tasks.base import Task
 from jaxdeg.train.state import TrainState
@@ -61,15 +65,17 @@ def make_optimizers(opt, grad_clip=0.0):
   return model_tx, critic_tx
 
 
-def check_perceptual_losses(loss_config):
-  for name, what in (("dists_weights", "DISTS"), ("lpips_weights", "LPIPS")):
-    if loss_config.get(name) is not None:
-      raise ConfigError(f"config.loss.{name}={loss_config.get(name)!r}: the {what} loss is not implemented in "
-                        f"this build of jaxdeg (it needs ImageNet VGG weights); set it to None")
-  if not _notice_logged:
+def perceptual_losses(loss_config):
+  """{'dists'/'lpips': distance} for the perceptual terms the config turns on (files read here)."""
+  distances = _perceptual.load(loss_config, "config.loss", ("dists", "lpips"))
+  if distances:
+    logging.info("cdd loss: L1 + colour + diversity + contrastive + rates + GAN + %s",
+                 _perceptual.describe(distances, loss_config))
+  elif not _notice_logged:
     _notice_logged.append(True)
     logging.info("cdd loss: L1 + colour + diversity + contrastive + rates + GAN; no DISTS/LPIPS term "
                  "(config.loss.dists_weights and lpips_weights are None)")
+  return distances
 
 
 def _check_train_sources(data):
@@ -109,7 +115,7 @@ class CddTask(Task):
     self.critic = Critic(config.critic.width)
     self.model_tx, self.critic_tx = make_optimizers(config.optimizer, config.optimizer.get("grad_clip", 0.0))
     self.loss = config.loss
-    check_perceptual_losses(config.loss)
+    self.perceptual = perceptual_losses(config.loss)
     _check_train_sources(config.data)
     self.procedural_eval = _eval_is_procedural(config.data)
     self.eval_spec = None
@@ -182,6 +188,9 @@ class CddTask(Task):
     weights = {"l1": w.l1_weight, "colour": w.colour_weight, "diversity": w.diversity_weight,
                "contrastive": w.contrastive_weight, "rate_global": w.rate_global_weight,
                "rate_local": w.rate_local_weight, "aux": w.aux_weight, "gan": w.gan_weight}
+    for name, distance in self.perceptual.items():  # on [0, 1] images; ŷ unclipped, to keep gradients
+      terms[name] = jnp.mean(distance(to_image_range(y_hat), to_image_range(y)))
+      weights[name] = w[f"{name}_weight"]
     total = sum(weights[k] * terms[k] for k in terms)
     terms["contrastive_accuracy"] = jnp.mean(jnp.argmax(logits, axis=-1) == 0)
     return total, (terms, updates["batch_stats"], y_hat, normalised_keys)

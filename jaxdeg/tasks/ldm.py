@@ -15,8 +15,11 @@ The frozen VAE comes from a `vae` task run (`vae.workdir`) or a diffusers folder
 live in the train state's `model_state['vae']`: every checkpoint carries them (sampling needs no
 other weights; the VAE's architecture is still read from that run's config or config.json).
 
-Not implemented: precomputed text embeddings (the type tokens always stand in for them), gradient
-accumulation, and a latent cache (the VAE encodes every step).
+With `data.latent_cache` set, training reads pairs the VAE encoded beforehand
+(`--mode=cache_latents`, see `_ldm_latent_cache`) and the step skips the encoder.
+
+Not implemented: precomputed text embeddings (the type tokens always stand in for them) and
+gradient accumulation.
 """
 import functools
 
@@ -193,13 +196,18 @@ class LdmTask(Task):
     mean, _ = self.vae.apply({"params": vae_params}, to_model_range(images), method=AutoencoderKL.encode)
     return jax.lax.stop_gradient(mean)
 
-  def latents(self, vae_params, clean, degraded, key):
-    """(clean latent = mean, unscaled; target = posterior sample × scale), one VAE call for both."""
+  def posterior(self, vae_params, clean, degraded):
+    """(clean mean, degraded mean, degraded log-variance): one VAE call for both images."""
     mean, logvar = self.vae.apply({"params": vae_params}, to_model_range(jnp.concatenate([clean, degraded])),
                                   method=AutoencoderKL.encode)
     b = clean.shape[0]
-    target = sample_posterior(mean[b:], logvar[b:], key) * self.scaling_factor
-    return jax.lax.stop_gradient(mean[:b]), jax.lax.stop_gradient(target)
+    return mean[:b], mean[b:], logvar[b:]
+
+  def latents(self, vae_params, clean, degraded, key):
+    """(clean latent = mean, unscaled; target = posterior sample × scale)."""
+    clean_mean, mean, logvar = self.posterior(vae_params, clean, degraded)
+    target = sample_posterior(mean, logvar, key) * self.scaling_factor
+    return jax.lax.stop_gradient(clean_mean), jax.lax.stop_gradient(target)
 
   def decode(self, vae_params, z):
     return to_image_range(self.vae.apply({"params": vae_params}, z, method=AutoencoderKL.decode))
@@ -251,12 +259,26 @@ class LdmTask(Task):
     image_lat = jnp.where(drop_image[:, None, None, None], 0.0, image_lat)
     return stats, type_ids, image_lat
 
+  def cache_entries(self, vae_params, key, batch):
+    """What the latent cache stores of a training batch: the pairs the step would make from `key`,
+    their μ/σ, and the VAE's posterior parameters (one VAE call for clean and degraded)."""
+    clean, degraded, type_ids = self.pairs.train_pairs(key, batch)
+    mu, sigma = self.measure(clean, degraded)
+    clean_mean, mean, logvar = self.posterior(vae_params, clean, degraded)
+    return {"clean": clean, "clean_latent": clean_mean, "degraded_mean": mean, "degraded_logvar": logvar,
+            "mu": mu, "sigma": sigma, "type": type_ids}
+
   def train_step(self, state, batch):
     k_pair, k_post, k_drop, k_t, k_noise = jax.random.split(state.step_rng(), 5)
-    clean, degraded, type_ids = self.pairs.train_pairs(k_pair, batch)
-    b = clean.shape[0]
-    mu, sigma = self.measure(clean, degraded)
-    image_lat, target = self.latents(state.model_state["vae"], clean, degraded, k_post)
+    if "clean_latent" in batch:  # from the latent cache: the VAE already ran
+      mu, sigma, type_ids = batch["mu"], batch["sigma"], batch["type"]
+      image_lat = batch["clean_latent"]
+      target = sample_posterior(batch["degraded_mean"], batch["degraded_logvar"], k_post) * self.scaling_factor
+    else:
+      clean, degraded, type_ids = self.pairs.train_pairs(k_pair, batch)
+      mu, sigma = self.measure(clean, degraded)
+      image_lat, target = self.latents(state.model_state["vae"], clean, degraded, k_post)
+    b = target.shape[0]
     stats, type_ids, image_lat = self.condition_dropout(k_drop, mu, sigma, type_ids, image_lat)
     t = jax.random.randint(k_t, (b,), 0, self.schedule.num_train_timesteps)
     noise = jax.random.normal(k_noise, target.shape, jnp.float32)
@@ -312,10 +334,37 @@ class LdmTask(Task):
     return {"type": tuple(self.context.types) + ("null",)}
 
   def train_data(self):
-    return from_config.train_data(self.config)
+    folder = self.config.data.get("latent_cache", "")
+    if not folder:
+      return from_config.train_data(self.config)
+    from jaxdeg.tasks import _ldm_latent_cache as cache
+    source = cache.check_cache(folder, self.latent_shape(self.config.data.crop), self.context.types)
+    logging.info("training from the latent cache %s (%d records)", folder, len(source))
+    return cache.latent_dataset(source, global_batch_size=self.config.train.batch_size, seed=self.config.seed)
+
+  def write_latent_cache(self, log=logging.info):
+    """`--mode=cache_latents`: config.data.latent_cache_batches training batches into
+    config.data.latent_cache."""
+    from jaxdeg.tasks import _ldm_latent_cache as cache
+    d = self.config.data
+    if not d.get("latent_cache"):
+      raise ConfigError("--mode=cache_latents: set config.data.latent_cache to the folder to write")
+    vae = self.config.vae
+    where = vae.get("workdir") or vae.get("diffusers_path")
+    # the cache is written from images: read them even when the config already names the cache
+    images = LdmTask(_without_cache(self.config))
+    return cache.write_cache(images, d.latent_cache, int(d.get("latent_cache_batches", 0)), vae_description=where,
+                             log=log)
 
   def eval_data(self):
     return from_config.eval_data(self.config)
+
+
+def _without_cache(config):
+  config = config.copy_and_resolve_references()
+  with config.unlocked():
+    config.data.latent_cache = ""
+  return config
 
 
 def make_sampler(config, steps=None, method=None):

@@ -9,7 +9,9 @@ Two ways to get pairs:
   stages of `config.data.degradations` (jaxdeg.degrade, one random intensity per image and stage),
   so the CPU never becomes the bottleneck.
 Loss: L1 (+ `config.loss.fft_weight` × L1 of the 2-D FFTs). Eval: PSNR of input and output, SSIM of
-the output (skimage defaults, as the all-in-one papers report them).
+the output (skimage defaults, as the all-in-one papers report them), and LPIPS (VGG, v0.1) of input
+and output when `config.eval.lpips_weights` and `config.eval.vgg16_weights` name the weight files
+(see jaxdeg.models.perceptual).
 """
 import jax
 import jax.numpy as jnp
@@ -20,6 +22,7 @@ from jaxdeg.data import from_config, pipeline, samples
 from jaxdeg.errors import ConfigError
 from jaxdeg.metrics.image_quality import psnr, ssim
 from jaxdeg.models.restore import NAFNet, PromptIR
+from jaxdeg.tasks import _perceptual
 from jaxdeg.tasks.base import Task
 from jaxdeg.train.state import TrainState, apply_gradients
 
@@ -47,6 +50,7 @@ class RestoreTask(Task):
     self.tx = make_optimizer(config.optimizer, config.train.steps)
     self.paired = bool(config.data.get("sources"))
     self.fft_weight = float(config.get("loss", {}).get("fft_weight", 0.0))
+    self.eval_lpips = _perceptual.load(config.eval, "config.eval", ("lpips",)).get("lpips")
     if self.paired:
       self.spec = None
       return
@@ -101,6 +105,9 @@ class RestoreTask(Task):
     out = {"metrics": {"psnr_input": psnr(degraded, clean), "psnr_output": psnr(restored, clean),
                        "ssim_output": ssim(restored, clean)},
            "images": {"input": degraded, "output": restored, "target": clean}}
+    if self.eval_lpips is not None:  # input and output in one trunk call
+      both = self.eval_lpips(jnp.concatenate([degraded, restored]), jnp.concatenate([clean, clean]))
+      out["metrics"]["lpips_input"], out["metrics"]["lpips_output"] = jnp.split(both, 2)
     if self.paired:
       out["groups"] = {"type": batch["type"], "test_set": batch["source"]}
     return out

@@ -7,7 +7,9 @@ the KL to N(0, I) summed over latent dimensions, both averaged over the batch; i
 Pairs come from the data sources (real pairs) or from clean images degraded on the device with
 the GenDeg types of `config.pairs`.
 
-Not implemented: LPIPS (`loss.lpips_weights` must stay None) and the patch-GAN discriminator.
+With `loss.vgg16_weights` and `loss.lpips_weights` (local files, see jaxdeg.models.perceptual) the
+loss adds LPIPS as SD does: `loss.lpips_weight` × LPIPS(reconstruction, input) on every pixel's L1,
+i.e. × H·W·3 after the sum over pixels. Not implemented: the patch-GAN discriminator.
 Eval: PSNR of the reconstructions (posterior mean) of clean and degraded images, per type too.
 """
 import jax
@@ -16,10 +18,10 @@ import optax
 from absl import logging
 
 from jaxdeg.data import from_config
-from jaxdeg.errors import ConfigError
 from jaxdeg.metrics.image_quality import psnr
 from jaxdeg.models.ldm import DEGRADATION_TYPES, AutoencoderKL
 from jaxdeg.models.ldm.vae import kl_divergence, sample_posterior
+from jaxdeg.tasks import _perceptual
 from jaxdeg.tasks._gendeg_data import PairMaker, init_key, module_kwargs, to_image_range, to_model_range
 from jaxdeg.tasks.base import Task
 from jaxdeg.train.state import TrainState, apply_gradients
@@ -34,11 +36,15 @@ def make_optimizer(opt):
   return optax.chain(optax.clip_by_global_norm(opt.grad_clip), tx) if opt.get("grad_clip") else tx
 
 
-def check_lpips(loss_config):
-  if loss_config.get("lpips_weights"):
-    raise ConfigError(f"config.loss.lpips_weights={loss_config.lpips_weights!r}: the LPIPS loss is not "
-                      "implemented in jaxdeg yet; set it to None (L1 + KL only)")
-  logging.info("VAE loss: L1 + KL only (config.loss.lpips_weights is None, so no LPIPS term)")
+def lpips_loss(loss_config):
+  """The LPIPS distance when the config turns the term on (files read here), else None."""
+  if loss_config.get("lpips_weights") and loss_config.get("lpips_weight", 1.0) > 0:
+    distance = _perceptual.load(loss_config, "config.loss", ("lpips",))["lpips"]
+    logging.info("VAE loss: L1 + KL + %s", _perceptual.describe({"lpips": distance}, loss_config))
+    return distance
+  logging.info("VAE loss: L1 + KL only (no LPIPS term: config.loss.lpips_weights is %s, lpips_weight %s)",
+               loss_config.get("lpips_weights"), loss_config.get("lpips_weight", 1.0))
+  return None
 
 
 class VaeTask(Task):
@@ -47,7 +53,8 @@ class VaeTask(Task):
     super().__init__(config)
     self.model = AutoencoderKL(**module_kwargs(config.model, "config.model"))
     self.tx = make_optimizer(config.optimizer)
-    check_lpips(config.loss)
+    self.lpips = lpips_loss(config.loss)
+    self.lpips_weight = float(config.loss.get("lpips_weight", 1.0))
     self.pairs = PairMaker(config, config.pairs.types, config.pairs.intensity, DEGRADATION_TYPES)
 
   def init_state(self, rng):
@@ -69,7 +76,11 @@ class VaeTask(Task):
       l1 = jnp.abs(recon - x)
       kl = jnp.mean(kl_divergence(mean, logvar))
       loss = jnp.mean(jnp.sum(l1, axis=(1, 2, 3))) + kl_weight * kl
-      return loss, {"l1": jnp.mean(l1), "kl": kl}
+      terms = {"l1": jnp.mean(l1), "kl": kl}
+      if self.lpips is not None:
+        terms["lpips"] = jnp.mean(self.lpips(to_image_range(recon), to_image_range(x)))
+        loss += self.lpips_weight * terms["lpips"] * x[0].size  # on every pixel, as SD
+      return loss, terms
 
     (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     state = apply_gradients(state, grads, self.tx, ema_decay=self.config.train.ema_decay)

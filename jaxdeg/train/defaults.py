@@ -29,6 +29,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval.batch_size = 8
   c.eval.grid_name = "eval.png"           # written into the workdir by --mode=evaluate
   c.eval.grid_rows = 4
+  # LPIPS in evaluation (restore task), from the user's files: torchvision's vgg16 state dict and
+  # the lpips package's weights/v0.1/vgg.pth (or .npz copies); unset: no LPIPS
+  c.eval.vgg16_weights = config_dict.placeholder(str)
+  c.eval.lpips_weights = config_dict.placeholder(str)
 
   c.data = ml_collections.ConfigDict()
   c.data.worker_count = 0                 # grain mp_prefetch workers (0 = in-process)

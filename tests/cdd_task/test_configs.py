@@ -42,8 +42,12 @@ def test_config_mistakes_are_clear():
                             data__sources=(dict(kind="samples", photos=("astronaut",)),)))
 
 
-def test_perceptual_losses_are_refused_not_ignored():
-  with pytest.raises(ConfigError, match="DISTS loss is not implemented"):
+def test_perceptual_loss_files_are_checked_not_ignored():
+  assert cdd.CddTask(load_config("configs/cdd_general.py:tiny")).perceptual == {}  # off without files
+  with pytest.raises(ConfigError, match=r"config\.loss\.dists_weights set but config\.loss\.vgg16_weights is not"):
     cdd.CddTask(load_config("configs/cdd_general.py:tiny", loss__dists_weights="/weights/dists.npz"))
+  with pytest.raises(ConfigError, match=r"config\.loss\.vgg16_weights: /weights/vgg16\.pth: no such weight file"):
+    cdd.CddTask(load_config("configs/cdd_general.py:tiny", loss__dists_weights="/weights/dists.npz",
+                            loss__vgg16_weights="/weights/vgg16.pth"))
   with pytest.raises(ConfigError, match="degraded_key=False"):
     cdd.CddTask(load_config("configs/cdd_general.py:tiny", data__degraded_key=False))

@@ -147,3 +147,29 @@ def test_bad_input_is_one_line_and_exit_2(run, tmp_path, capsys):
   assert jaxdeg("--workdir", other, "--content", tmp_path / "clean.png", "--reference", tmp_path / "clean.png",
                 tmp_path / "o.png") == 2
   assert "a `restore` run, not a degradation model" in _one_error_line(capsys)
+
+
+def test_written_pairs_are_the_transfers_and_feed_a_restorer(model, tmp_path):
+  from jaxdeg import tasks
+  from jaxdeg.data import records, sources
+  contents = np.stack([photo(n, (32, 32)) for n in ("astronaut", "coffee", "rocket")])
+  references = np.stack([photo(n, (40, 40), noise=0.1, seed=i) for i, n in enumerate(("chelsea", "china", "flower"))])
+  folder = tmp_path / "pairs"
+  assert transfer.write_pairs(model, contents, references, folder, seed=5, batch_size=2) == 3
+  assert transfer.write_pairs(model, contents, references, folder, seed=5, batch_size=2) == 0  # already there
+  source = sources.ArrayRecordSource(str(folder))
+  recs = [records.unpack(source[i]["packed"]) for i in range(len(source))]
+  assert len(recs) == 3 and [r["meta"]["index"] for r in recs] == [0, 1, 2]
+  assert all(r["type"] == "transfer" and r["meta"]["generator"] == f"cdd step {model.step}" for r in recs)
+  # batch b's noise is fold_in(seed, b): the first two pairs are one transfer call
+  first = np.asarray(model.transfer(contents[:2], references[:2], key=jax.random.fold_in(jax.random.PRNGKey(5), 0)))
+  got = np.stack([r["degraded"] for r in recs[:2]]).astype(np.float32) / 255
+  assert np.abs(got - first).max() <= 0.5 / 255 + 1e-6
+  np.testing.assert_array_equal(recs[2]["clean"], np.round(contents[2] * 255).astype(np.uint8))
+  # the experiment's synthetic variant trains on them next to the procedural pairs
+  config = load_config(f"configs/experiments/synthetic_vs_procedural.py:synthetic={folder}",
+                       data__crop=32, train__batch_size=8)
+  batch = next(iter(tasks.get(config).train_data()))
+  assert batch["clean"].shape == batch["degraded"].shape == (8, 32, 32, 3)
+  with pytest.raises(ValueError, match="unknown argument"):
+    load_config("configs/experiments/synthetic_vs_procedural.py:learned")

@@ -1,0 +1,73 @@
+"""The perceptual terms wired into the tasks, from random weight files: the cdd generator loss
+(DISTS and LPIPS), the VAE loss (LPIPS, as SD adds it) and the restore evaluation (LPIPS per
+example, so per type and test set too)."""
+import jax
+import numpy as np
+import pytest
+
+from jaxdeg.train import trainer, writers
+from tests.perceptual.files import write_random_weights
+from tests.utils import load_config
+
+ONE_DEVICE = dict(mesh__num_devices=1, mesh__data=-1, mesh__fsdp=1)
+
+
+@pytest.fixture(scope="module")
+def paths(tmp_path_factory):
+  return write_random_weights(str(tmp_path_factory.mktemp("perceptual_weights")))[0]
+
+
+def one_train_step(config):
+  """(metrics of one training step, the task) through the trainer's jitted functions."""
+  setup = trainer.Setup(config)
+  state = setup.init(setup.rng)
+  batch = next(setup.task.data_iterator())
+  _, metrics = setup.train_step(state, setup.global_batch(batch))
+  return {k: float(v) for k, v in jax.device_get(metrics).items()}, setup.task
+
+
+def test_cdd_generator_loss_adds_weighted_dists_and_lpips(paths):
+  # without IDA and IDEN the step compiles in half the time; the perceptual terms do not depend on them
+  config = load_config("configs/cdd_general.py:tiny", **ONE_DEVICE, model__use_ida=False, model__use_iden=False,
+                       loss__vgg16_weights=paths["vgg16"], loss__dists_weights=paths["dists"],
+                       loss__lpips_weights=paths["lpips"], loss__dists_weight=10.0, loss__lpips_weight=2.0)
+  metrics, task = one_train_step(config)
+  assert set(task.perceptual) == {"dists", "lpips"}
+  print({k: round(metrics[k], 4) for k in ("loss", "dists", "lpips")})
+  assert 0 < metrics["dists"] < 1 and metrics["lpips"] > 0
+  w = config.loss
+  weights = {"l1": w.l1_weight, "colour": w.colour_weight, "diversity": w.diversity_weight,
+             "contrastive": w.contrastive_weight, "rate_global": w.rate_global_weight,
+             "rate_local": w.rate_local_weight, "aux": w.aux_weight, "gan": w.gan_weight,
+             "dists": 10.0, "lpips": 2.0}
+  assert np.isclose(metrics["loss"], sum(weights[k] * metrics[k] for k in weights), rtol=1e-5)
+  assert np.isfinite(metrics["grad_norm"])
+
+
+def test_vae_loss_adds_lpips_on_every_pixel(paths):
+  config = load_config("configs/gendeg_vae.py:tiny", **ONE_DEVICE, loss__vgg16_weights=paths["vgg16"],
+                       loss__lpips_weights=paths["lpips"], loss__lpips_weight=0.5)
+  metrics, _ = one_train_step(config)
+  print({k: round(metrics[k], 4) for k in ("loss", "l1", "kl", "lpips")})
+  assert metrics["lpips"] > 0
+  pixels = config.data.crop ** 2 * 3
+  expected = (metrics["l1"] + 0.5 * metrics["lpips"]) * pixels + config.loss.kl_weight * metrics["kl"]
+  assert np.isclose(metrics["loss"], expected, rtol=1e-5)
+  assert np.isfinite(metrics["grad_norm"])
+
+
+def test_restore_evaluation_reports_lpips_per_type(paths, tmp_path):
+  config = load_config("configs/aio_3task.py:tiny", **ONE_DEVICE, eval__vgg16_weights=paths["vgg16"],
+                       eval__lpips_weights=paths["lpips"])
+  setup = trainer.Setup(config)
+  # the trainer's evaluation of an untrained restorer: no training step to compile
+  results, _ = trainer.evaluate_state(setup, setup.init(setup.rng), writers.create_writer(str(tmp_path)), 0)
+  assert set(results["by_type"]) == {"haze", "rain", "gaussian_noise"}
+  for metric in ("lpips_input", "lpips_output"):
+    assert np.isfinite(results[metric]) and results[metric] > 0, results
+    groups = results["by_type"].values()
+    weighted = sum(g[metric] * g["num_examples"] for g in groups) / results["num_examples"]
+    assert abs(weighted - results[metric]) < 1e-5
+  # the degradations differ, so does their input LPIPS
+  assert len({round(g["lpips_input"], 5) for g in results["by_type"].values()}) == 3
+  assert "| lpips_input | lpips_output |" in trainer.metrics_markdown(results)
