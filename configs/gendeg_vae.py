@@ -35,6 +35,10 @@ def get_config(variant=None):
   # (.pth needs torch; .npz copies with the same keys do not); see jaxdeg.models.perceptual
   c.loss.vgg16_weights = config_dict.placeholder(str)  # torchvision's vgg16 state dict
   c.loss.lpips_weights = config_dict.placeholder(str)  # the lpips package's weights/v0.1/vgg.pth
+  c.loss.gan_weight = 0.0     # > 0: SD's patch-GAN discriminator (SD: 0.5, adaptive); 0 = off
+  c.loss.gan_start = 50_001   # the step the discriminator joins (SD kl-f8's disc_start)
+  c.loss.gan_width = 64
+  c.loss.gan_layers = 3
   c.loss.lpips_weight = 1.0  # SD's perceptual_weight, added to every pixel's L1; 0 turns LPIPS off
 
   # SD's first stage: Adam(0.5, 0.9); the learning rate here is a choice for batch 8
