@@ -3,13 +3,23 @@
   jaxdeg train|evaluate|compile|synthesize --config=... --workdir=... [...]   forwards to jaxdeg.main
   jaxdeg degrade IN OUT --type haze --intensity 0.6        image-level utilities
   jaxdeg restore --workdir RUN IN OUT_DIR [--tile 256]     a trained restorer on images or a folder
+  jaxdeg transfer --workdir RUN --content X --reference Y OUT   a trained degradation model
 """
 import importlib
 import sys
 
 # Subcommand -> module with `main(argv) -> int`.
-UTILITIES = {"degrade": "jaxdeg.degrade.cli", "restore": "jaxdeg.restore_cli"}
-UTILITIES["transfer"] = "jaxdeg.transfer"  # jaxdeg transfer --workdir RUN --content X --reference Y OUT
+UTILITIES = {"degrade": "jaxdeg.degrade.cli", "restore": "jaxdeg.restore_cli", "transfer": "jaxdeg.transfer"}
+
+
+def finish_batch(summary, skipped, what):
+  """A folder command's last words: the summary, then the skipped inputs (each with its reason) on
+  stderr; exit status 1 when anything was skipped, else 0."""
+  print(summary)
+  if skipped:
+    print(f"skipped {len(skipped)} unreadable {what}:\n  " + "\n  ".join(skipped), file=sys.stderr)
+    return 1
+  return 0
 
 
 def main(argv=None):

@@ -71,11 +71,9 @@ def main(argv=None):
   except UserError as e:
     print(f"jaxdeg: error: {e}", file=sys.stderr)
     return 2
-  print(f"restored {len(paths) - len(skipped)} image(s) with step {step} into {a.output_dir}")
-  if skipped:
-    print(f"skipped {len(skipped)} unreadable file(s):\n  " + "\n  ".join(skipped), file=sys.stderr)
-    return 1
-  return 0
+  from jaxdeg.cli import finish_batch
+  return finish_batch(f"restored {len(paths) - len(skipped)} image(s) with step {step} into {a.output_dir}", skipped,
+                      "file(s)")
 
 
 if __name__ == "__main__":

@@ -268,11 +268,8 @@ def main(argv=None):
   except (UserError, _ArgumentError) as e:
     print(f"jaxdeg: error: {e}", file=sys.stderr)
     return 2
-  print(f"transferred {written} pair(s) with step {model.step} into {a.output_dir}")
-  if skipped:
-    print(f"skipped {len(skipped)} unreadable pair(s):\n  " + "\n  ".join(skipped), file=sys.stderr)
-    return 1
-  return 0
+  from jaxdeg.cli import finish_batch
+  return finish_batch(f"transferred {written} pair(s) with step {model.step} into {a.output_dir}", skipped, "pair(s)")
 
 
 if __name__ == "__main__":
