@@ -7,6 +7,8 @@ batch 8, random init. Step = embed the degraded image (BatchNorm in training mod
 training noise) + generator + L1 + rate and auxiliary terms + backward + Adam. The critic and MoCo
 are not part of it (the figure the issue names). Timings are interleaved (ours, peer, ours, ...)
 and the fastest step of each side is reported, as in bench_restore.py.
+On a 2-core, 24 GiB CPU machine the first (compiling) jaxdeg step at these sizes did not finish
+within 15 minutes (15 GB resident): run this one on a larger machine or a GPU.
 """
 import os
 import time
