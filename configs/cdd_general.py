@@ -31,10 +31,12 @@ WQI = dict(name="wqi", intensity=1.0)
 HOLES = dict(name="inpaint_mask", intensity=(0.2, 1.0))
 
 
-def wqi_sources(make):
-  """Homogeneous WQI examples, and WQI plus inpainting holes at a quarter of the rate."""
-  return (make(degradations=[WQI], weight=3.0, label="wqi"),
-          make(degradations=[WQI, HOLES], weight=1.0, label="wqi+holes"))
+def wqi_sources(make, **wqi):
+  """Homogeneous WQI examples, and WQI plus inpainting holes at a quarter of the rate; `wqi`: the
+  recipe's overrides (e.g. side=192: crops blur as crops of 192-px images would)."""
+  recipe = dict(WQI, **wqi)
+  return (make(degradations=[recipe], weight=3.0, label="wqi"),
+          make(degradations=[recipe, HOLES], weight=1.0, label="wqi+holes"))
 
 
 def model_config(**changes):
@@ -97,6 +99,9 @@ def common(c):
   c.optimizer = optimizer_config()
   c.train.ema_decay = 0.0
   c.eval.paste_sigma = 1.5         # residual_paste baseline: reference − GaussianBlur_σ(reference)
+  # reference and target share the degradation's parameters and masks; True: also its noise pattern
+  c.eval.shared_fields = False
+  c.eval.dists_weights = placeholder(str)  # DISTS in the eval table (with eval.vgg16_weights)
   c.eval.grid_name = "cdd.png"
   return c
 
@@ -123,7 +128,8 @@ def get_config(arg=None):
   elif arg == "cpu":
     # sized for ~0.8 s a step on 2 busy CPU cores; XLA:CPU spends most of it in the kernel
     # gradients of the transposed convs (IDEN's long-range branch, IDA), which grow fast with the crop
-    c.data.sources = wqi_sources(samples(TRAIN_PHOTOS))
+    # the blur of a 32² crop of a 192² image, so that training matches the 192² evaluation
+    c.data.sources = wqi_sources(samples(TRAIN_PHOTOS), side=192)
     c.model = model_config(global_dim=32, encoder_dim=32, local_latent=16, generator_width=16,
                            generator_blocks=(1, 1, 1, 1, 1))
     c.critic.width = 8

@@ -4,7 +4,8 @@ Rows: reproduction (ŷ made from y's own embedding), transfer (from another imag
 degradation), and two baselines that need no model: `clean` (predict the clean image, i.e. no
 degradation at all) and `residual_paste` (the clean image plus the reference's high-frequency
 residual, reference − GaussianBlur_σ(reference)). Columns: PSNR, SSIM (skimage defaults) and
-MS-SSIM against the true degraded image, all on [0, 1]. The per-example values come from
+MS-SSIM against the true degraded image, all on [0, 1], and LPIPS / DISTS where the run's
+config names their weight files (`eval.vgg16_weights`, `eval.lpips_weights`, `eval.dists_weights`). The per-example values come from
 `CddTask.eval_step`; how reference and target are made is described there.
 
 Film-grain runs (`config.eval.grain_stats=True`, set by configs/cdd_film_grain.py, or
@@ -22,15 +23,17 @@ ROWS = (("reproduction", "reproduction (y's own embedding)"),
         ("transfer", "transfer (embedding of another image, same degradation)"),
         ("clean", "baseline: clean image"),
         ("residual_paste", "baseline: residual paste"))
-COLUMNS = (("psnr", "PSNR (dB)", "{:.2f}"), ("ssim", "SSIM", "{:.4f}"), ("ms_ssim", "MS-SSIM", "{:.4f}"))
+COLUMNS = (("psnr", "PSNR (dB)", "{:.2f}"), ("ssim", "SSIM", "{:.4f}"), ("ms_ssim", "MS-SSIM", "{:.4f}"),
+           ("lpips", "LPIPS ↓", "{:.4f}"), ("dists", "DISTS ↓", "{:.4f}"))  # the last two with weight files
 
 
 def table(results, eval_crop=None) -> str:
   """Markdown table of the methods (rows) by metrics (columns) from evaluation results."""
-  lines = ["| method | " + " | ".join(title for _, title, _ in COLUMNS) + " |",
-           "|---" * (len(COLUMNS) + 1) + "|"]
+  columns = [c for c in COLUMNS if f"transfer_{c[0]}" in results]
+  lines = ["| method | " + " | ".join(title for _, title, _ in columns) + " |",
+           "|---" * (len(columns) + 1) + "|"]
   for key, label in ROWS:
-    cells = [fmt.format(results[f"{key}_{name}"]) for name, _, fmt in COLUMNS]
+    cells = [fmt.format(results[f"{key}_{name}"]) for name, _, fmt in columns]
     lines.append(f"| {label} | " + " | ".join(cells) + " |")
   notes = [f"{results.get('num_examples', '?')} examples"]
   if eval_crop:

@@ -3,6 +3,8 @@
 Everything here works on one image (H, W, C) with static shapes, so the families stay
 vmap- and jit-friendly while their strengths are traced values.
 """
+import contextlib
+import contextvars
 import math
 import numbers
 
@@ -82,9 +84,30 @@ def _mix32(x):
   return x ^ (x >> 16)
 
 
+_FIELD_SALT = contextvars.ContextVar("field_salt", default=0)
+
+
+@contextlib.contextmanager
+def other_fields(salt=1):
+  """Inside this block (while tracing), every family draws the same parameters from a key but other
+  random fields: another noise / grain / particle realisation of the same degradation. E.g. two
+  images that share a degradation without sharing its noise pattern, as real photos would.
+  It acts at trace time: call (or jit) the degradation inside the block, not a function jitted
+  and traced before it."""
+  if not 0 < int(salt) < 2 ** 32:
+    raise ValueError(f"other_fields: salt must be in [1, 2^32), got {salt}")
+  token = _FIELD_SALT.set(int(salt))
+  try:
+    yield
+  finally:
+    _FIELD_SALT.reset(token)
+
+
 def _field_bits(seed, shape):
   counter = jax.lax.iota(jnp.uint32, int(np.prod(shape))).reshape(shape)
-  return _mix32(_mix32(counter + seed[0]) ^ seed[1])
+  salt = _FIELD_SALT.get()
+  second = seed[1] if not salt else seed[1] ^ _mix32(jnp.uint32(salt))
+  return _mix32(_mix32(counter + seed[0]) ^ second)
 
 
 def _unit(bits):

@@ -14,9 +14,10 @@ import jax
 import jax.numpy as jnp
 
 from jaxdeg.degrade import registry
-from jaxdeg.degrade._ops import Knobs, Stream, convolve, finish, gaussian_kernel
+from jaxdeg.degrade._ops import Knobs, Stream, convolve, finish, gaussian_kernel, odd_size
 from jaxdeg.degrade.blur import disk_kernel, sinc_kernel
 from jaxdeg.degrade.low_light import sensor_noise
+from jaxdeg.degrade.motion_blur import MAX_LENGTH_FRACTION as MOTION_FRACTION
 from jaxdeg.degrade.noise import pink_field
 from jaxdeg.degrade.registry import apply_spec, register
 
@@ -262,10 +263,14 @@ def wqi(key, image, intensity, **overrides):
   at a 512-px short side, scaled to the image: the paper gives "σ ≤ 30" without the image size),
   motion blur (p 0.5), exposure (p 0.2), 1/f noise (p 0.3), Gaussian noise (p 0.4, σ ~ Exp(mean
   0.03)); then JPEG with quality uniform in 30–96. The paper draws three such samples per photo.
+  Blur sizes scale with the short side, or with `side` when given: a crop degraded with `side`=S
+  blurs as a crop of an S-px photo would (so small training crops match full-size test images).
   """
-  kn = Knobs("wqi", overrides, ("jpeg", "focus_max"))
+  kn = Knobs("wqi", overrides, ("jpeg", "focus_max", "side"))
   use_jpeg = bool(kn.static("jpeg", True))
-  side = min(image.shape[:2])
+  side = float(kn.static("side", min(image.shape[:2])))
+  if side <= 0:
+    raise ConfigError(f"degradation 'wqi': side must be positive, got {side}")
   focus_max = float(kn.static("focus_max", 30.0 * side / 512.0))
   t = jnp.clip(jnp.asarray(intensity, jnp.float32), 0.0, 1.0)
   rs = Stream(key, 24)
@@ -274,7 +279,10 @@ def wqi(key, image, intensity, **overrides):
   radius = rs.uniform(0.0, focus_max) * t
   size = 2 * int(math.ceil(focus_max)) + 3
   x = jnp.where(on[0], convolve(x, disk_kernel(size, radius)), x)
-  x = jnp.where(on[1], registry.get("motion_blur")(rs.key(), x, rs.uniform() * t)[0], x)
+  motion_t = rs.uniform() * t
+  motion = {} if not kn.given("side") else dict(length=MOTION_FRACTION * side * motion_t,
+                                                size=odd_size(MOTION_FRACTION * side) + 2)
+  x = jnp.where(on[1], registry.get("motion_blur")(rs.key(), x, motion_t, **motion)[0], x)
   x = jnp.where(on[2], registry.get("exposure")(rs.key(), x, rs.uniform() * t)[0], x)
   pink_sigma = rs.uniform(0.0, 0.15) * t
   x = jnp.where(on[3], jnp.clip(x + pink_sigma * pink_field(rs.key(), x.shape, 1.0), 0.0, 1.0), x)

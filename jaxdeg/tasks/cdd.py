@@ -24,7 +24,9 @@ which the user supplies as files (`loss.vgg16_weights` with `loss.dists_weights`
 is logged).
 
 Eval (see `eval_step`): reproduction (ŷ from y's own embedding and x) and transfer (embedding from
-another image carrying the same degradation), with the `clean` and `residual_paste` baselines.
+another image carrying the same degradation), with the `clean` and `residual_paste` baselines;
+PSNR, SSIM, MS-SSIM, and LPIPS / DISTS (lower is better) when `eval.vgg16_weights` with
+`eval.lpips_weights` / `eval.dists_weights` name the weight files.
 """
 import jax
 import jax.numpy as jnp
@@ -116,6 +118,7 @@ class CddTask(Task):
     self.model_tx, self.critic_tx = make_optimizers(config.optimizer, config.optimizer.get("grad_clip", 0.0))
     self.loss = config.loss
     self.perceptual = perceptual_losses(config.loss)
+    self.eval_perceptual = _perceptual.load(config.eval, "config.eval", ("lpips", "dists"))
     _check_train_sources(config.data)
     self.procedural_eval = _eval_is_procedural(config.data)
     self.eval_spec = None
@@ -248,8 +251,10 @@ class CddTask(Task):
 
     Procedural eval: example i's degradation is drawn with a key from its index and applied with
     that same key to x_i (giving y_i) and to the previous valid example's clean image (giving r_i;
-    the first example takes the last valid one), so r and y share every degradation parameter, noise
-    pattern and mask. Paired eval: r_i is the previous example's degraded image, which shares y_i's
+    the first example takes the last valid one), so r and y share every degradation parameter and
+    mask. Their random fields (noise, grain, particles) are independent draws, as in two real
+    photos with one degradation, unless `eval.shared_fields` (then a residual paste copies y's
+    noise exactly). Paired eval: r_i is the previous example's degraded image, which shares y_i's
     degradation only when the source's pairs all carry the same one (e.g. one grain table)."""
     mask = batch["mask"]
     n_valid = jnp.maximum(jnp.sum(mask > 0).astype(jnp.int32), 1)
@@ -260,10 +265,12 @@ class CddTask(Task):
     base = jax.random.PRNGKey(self.config.seed + 1)
     keys = jax.vmap(lambda i: jax.random.fold_in(base, i))(batch["index"])
     clean = batch["image"]
-    one = lambda k, im: degrade.apply_spec(k, im, self.eval_spec)[0]
-    both = jnp.clip(jax.vmap(one)(_twice(keys), jnp.concatenate([clean, clean[partner]])), 0.0, 1.0)
-    y, reference = jnp.split(both, 2, axis=0)
-    return clean, y, reference
+    degraded = jax.vmap(lambda k, im: jnp.clip(degrade.apply_spec(k, im, self.eval_spec)[0], 0.0, 1.0))
+    y = degraded(keys, clean)
+    if self.config.eval.get("shared_fields", False):
+      return clean, y, degraded(keys, clean[partner])
+    with degrade.other_fields():
+      return clean, y, degraded(keys, clean[partner])
 
   def eval_step(self, state, batch):
     x, y, reference = self.eval_pairs(batch)
@@ -279,6 +286,9 @@ class CddTask(Task):
     for name, fn in IMAGE_METRICS.items():
       values = fn(stacked, jnp.broadcast_to(y, stacked.shape))
       metrics.update({f"{method}_{name}": values[i] for i, method in enumerate(METHODS)})
+    for name, distance in self.eval_perceptual.items():  # all methods in one trunk call
+      values = distance(stacked.reshape((-1,) + y.shape[1:]), jnp.tile(y, (len(METHODS), 1, 1, 1)))
+      metrics.update({f"{method}_{name}": v for method, v in zip(METHODS, jnp.split(values, len(METHODS)))})
     out = {"metrics": metrics,
            "images": {"content": x, "reference": reference, "transfer": transfer, "truth": y}}
     if not self.procedural_eval:

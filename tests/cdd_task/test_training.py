@@ -130,19 +130,30 @@ def test_all_ablations_together_run_a_step(trained):
 
 
 def test_eval_reference_and_target_share_every_degradation_parameter():
-  # noise and holes from the same key on two photos: off the holes y − x = r − x', in them y = r
-  spec = [dict(name="gaussian_noise", intensity=0.2), dict(name="inpaint_mask", intensity=0.8)]
-  task = cdd.CddTask(load_config(TINY, data__eval_degradations=spec))
+  # noise and (zero-filled) holes from the same key on two photos
+  spec = [dict(name="gaussian_noise", intensity=0.2), dict(name="inpaint_mask", intensity=0.8, fill=0.0)]
   rng = np.random.default_rng(0)
   clean = rng.uniform(0.3, 0.7, (4, 32, 32, 3)).astype(np.float32)  # far from clipping
   batch = {"image": clean, "index": np.arange(10, 14, dtype=np.int32), "mask": np.array([1, 1, 1, 0], np.float32)}
-  x, y, r = map(np.asarray, jax.jit(task.eval_pairs)(batch))
   partner = clean[[2, 0, 1, 2]]  # the previous valid example; the first takes the last valid one
-  same_noise = np.abs((y - x) - (r - partner)) < 1e-5
-  same_hole = np.abs(y - r) < 1e-6
-  assert (same_noise | same_hole).all()
-  assert same_noise.mean() > 0.3 and (~same_noise).any()  # both kinds of pixel occur
+
+  def pairs(shared):
+    task = cdd.CddTask(load_config(TINY, data__eval_degradations=spec, eval__shared_fields=shared))
+    x, y, r = map(np.asarray, jax.jit(task.eval_pairs)(batch))
+    return y, r, y - x, r - partner, y == 0  # holes are the only zeros
+
+  # shared fields: off the holes y − x = r − x' exactly, and the holes coincide
+  y, r, noise_y, noise_r, holes = pairs(True)
+  same_noise = np.abs(noise_y - noise_r) < 1e-5
+  assert (same_noise | (holes & (r == 0))).all()
+  assert same_noise.mean() > 0.3 and holes.any()  # both kinds of pixel occur
   assert np.abs(y[0] - y[1]).max() > 0.1  # each example its own draw
+  # the default: the same holes and noise level, but another noise pattern
+  y2, r, noise_y, noise_r, holes = pairs(False)
+  np.testing.assert_array_equal(y2, y)  # the target does not change
+  np.testing.assert_array_equal(r == 0, holes)
+  a, b = noise_y[~holes], noise_r[~holes]
+  assert abs(np.corrcoef(a, b)[0, 1]) < 0.1 and 0.9 < b.std() / a.std() < 1.1
   # pairs: the reference is the previous example's degraded image
   paired = cdd.CddTask(load_config(TINY, data__eval_sources=(dict(kind="paired", path="/data/pairs"),)))
   degraded = rng.uniform(size=(3, 8, 8, 3)).astype(np.float32)

@@ -3,10 +3,13 @@
 Eager runs are left to the families they compose (an eager pipeline costs ~20 s of per-op
 compiles); the grid below still checks range, identity at 0, monotone damage and key dependence.
 """
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxdeg import degrade
+from jaxdeg.errors import ConfigError
 from jaxdeg.metrics.image_quality import psnr
 from tests.degrade.test_families import PIPELINES, SIZE, grid, photos
 
@@ -40,3 +43,48 @@ def test_bsrgan_order_is_a_permutation():
   _, params = grid("bsrgan")
   order = np.sort(np.asarray(params["order"]), axis=-1)
   assert (order == np.arange(8)).all()
+
+
+def _wqi_jit(**overrides):
+  return jax.jit(jax.vmap(lambda k, im: degrade.get("wqi")(k, im, 1.0, **overrides)))
+
+
+def test_wqi_side_scales_blur_as_for_a_crop_of_a_larger_photo():
+  keys = jax.random.split(jax.random.PRNGKey(5), 12)
+  crop = np.repeat(photos()[:1, 8:40, 8:40], 12, axis=0)  # one 32² crop, 12 draws
+  own, p_own = _wqi_jit()(keys, crop)
+  same, _ = _wqi_jit(side=32)(keys, crop)
+  np.testing.assert_array_equal(np.asarray(own), np.asarray(same))  # `side` defaults to the image's
+  big, p_big = _wqi_jit(side=256)(keys, crop)
+  np.testing.assert_allclose(np.asarray(p_big["focus_radius"]), 8 * np.asarray(p_own["focus_radius"]), rtol=1e-5)
+  blurred = np.asarray(p_own["applied"])[:, :2].any(axis=1)
+  assert blurred.any() and (~blurred).any()
+  damage = lambda x: np.asarray(psnr(x, crop))
+  assert (damage(big)[blurred] < damage(own)[blurred]).all()  # larger blur on every blurred draw
+  np.testing.assert_allclose(damage(big)[~blurred], damage(own)[~blurred], rtol=1e-5)
+  with pytest.raises(ConfigError, match="side must be positive"):
+    degrade.get("wqi")(keys[0], crop[0], 1.0, side=0)
+
+
+def test_other_fields_keeps_parameters_and_redraws_noise():
+  image = np.full((48, 48, 3), 0.5, np.float32)
+  key = jax.random.PRNGKey(1)
+  # the block acts while tracing, so each call traces afresh (a new function for jit)
+  noisy = lambda: np.asarray(jax.jit(lambda: degrade.get("gaussian_noise")(key, image, 0.5)[0] - image)())
+  holes = lambda: jax.jit(lambda: degrade.get("inpaint_mask")(key, image, 0.8, fill=1.0))()
+  a = noisy()
+  with degrade.other_fields():
+    b = noisy()
+    hole_b, params_b = holes()
+  with degrade.other_fields(salt=2):
+    c = noisy()
+  hole_a, params_a = holes()
+  assert 0.9 < b.std() / a.std() < 1.1 and abs(np.corrcoef(a.ravel(), b.ravel())[0, 1]) < 0.05
+  assert abs(np.corrcoef(b.ravel(), c.ravel())[0, 1]) < 0.05  # each salt its own realisation
+  np.testing.assert_array_equal(np.asarray(params_a["mask"]), np.asarray(params_b["mask"]))  # same holes
+  inside = np.asarray(params_a["mask"]) > 0
+  assert inside.any() and np.abs(np.asarray(hole_a) - np.asarray(hole_b))[inside].max() > 0.1  # other fill noise
+  np.testing.assert_array_equal(noisy(), a)  # the block leaves later calls alone
+  with pytest.raises(ValueError, match="salt"):
+    with degrade.other_fields(salt=0):
+      pass
