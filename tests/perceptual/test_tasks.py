@@ -71,3 +71,26 @@ def test_restore_evaluation_reports_lpips_per_type(paths, tmp_path):
   # the degradations differ, so does their input LPIPS
   assert len({round(g["lpips_input"], 5) for g in results["by_type"].values()}) == 3
   assert "| lpips_input | lpips_output |" in trainer.metrics_markdown(results)
+
+
+def test_cdd_evaluation_reports_lpips_and_dists_per_method(paths):
+  from jaxdeg import cdd_eval
+  from jaxdeg.tasks.cdd import METHODS
+  config = load_config("configs/cdd_general.py:tiny", **ONE_DEVICE, model__use_ida=False, model__use_iden=False,
+                       eval__vgg16_weights=paths["vgg16"], eval__lpips_weights=paths["lpips"],
+                       eval__dists_weights=paths["dists"])
+  setup = trainer.Setup(config)
+  task = setup.task
+  batch = next(iter(task.eval_data()))
+  out = jax.device_get(jax.jit(task.eval_step)(setup.init(setup.rng), batch))
+  metrics = out["metrics"]
+  # the clean baseline's distance, recomputed directly from the images the step compared
+  x, y = out["images"]["content"], out["images"]["truth"]
+  for name, distance in task.eval_perceptual.items():
+    np.testing.assert_allclose(metrics[f"clean_{name}"], np.asarray(distance(x, y)), rtol=1e-4, atol=1e-6)
+    for method in METHODS:
+      assert metrics[f"{method}_{name}"].shape == (x.shape[0],) and np.isfinite(metrics[f"{method}_{name}"]).all()
+  assert (metrics["transfer_lpips"] != metrics["clean_lpips"]).any()
+  means = {k: float(np.mean(v)) for k, v in metrics.items()}
+  assert "| LPIPS ↓ | DISTS ↓ |" in cdd_eval.table(means)
+  assert "LPIPS" not in cdd_eval.table({k: v for k, v in means.items() if not k.endswith(("lpips", "dists"))})
