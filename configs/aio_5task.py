@@ -4,7 +4,8 @@
   python -m jaxdeg.main --config=configs/aio_5task.py:/data/aio --workdir=runs/aio5 --mode=train
 
 Data root as in configs/aio_3task.py, plus train/gopro, test/gopro (blur/ and sharp/) and
-train/lol, test/lol (low/ and high/). Variants: `tiny` (five procedural types on the bundled photos).
+train/lol, test/lol (low/ and high/); evaluated on the full test images, tile by tile, as there.
+Variants: `tiny` (five procedural types on the bundled photos).
 """
 import importlib.util
 import os

@@ -114,11 +114,12 @@ def main(argv=None):
            f"(intensity {exp.TARGET['intensity']}).",
            f"- Restorer: NAFNet width 16, {steps} steps, batch 8, 48² crops; the same seed for both runs.",
            f"- Held-out: {', '.join(exp.EVAL_PHOTOS)} ({exp.EVAL_REPEATS} degradation draws each), "
-           "128² centre crops; PSNR/SSIM on [0, 1] RGB (skimage's conventions), restored vs clean.", "",
+           "128² centre crops; PSNR/SSIM on [0, 1] RGB (skimage's conventions), restored (or degraded) vs clean.", "",
            "| training data | " + " | ".join(f"{s} PSNR | {s} SSIM" for s in sets) + " |",
            "|---" * (1 + 2 * len(sets)) + "|",
            "| (degraded input) | " + " | ".join(
-               f"{results['procedural']['by_test_set'][s]['psnr_input']:.2f} | –" for s in sets) + " |"]
+               f"{by['psnr_input']:.2f} | {by['ssim_input']:.4f}"
+               for by in (results["procedural"]["by_test_set"][s] for s in sets)) + " |"]
   for name, label in RUNS:
     by = results[name]["by_test_set"]
     lines.append(f"| {label} | " + " | ".join(f"{by[s]['psnr_output']:.2f} | {by[s]['ssim_output']:.4f}"

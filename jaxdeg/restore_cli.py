@@ -38,10 +38,9 @@ def restorer(workdir, step=None, tile=256, overlap=32):
     raise UserError(f"{workdir}: a `{config.task}` run, not a restorer (task `restore`)")
   params = runs.inference_params(state)
   apply = jax.jit(lambda x: task.model.apply({"params": params}, x))
-  align = 2 ** len(config.model.get("enc_blocks", (1, 1, 1))) if config.model.get("name") == "nafnet" else 8
 
-  def restore(image):
-    out = tiled_apply(apply, image, tile=tile, overlap=overlap, align=align)
+  def restore(image):  # tile offsets on the restorer's downsampling grid (task.align)
+    out = tiled_apply(apply, image, tile=tile, overlap=overlap, align=task.align)
     return np.clip(np.asarray(out), 0.0, 1.0)
   return restore, step
 

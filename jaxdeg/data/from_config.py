@@ -166,19 +166,25 @@ def train_data(config):
 
 
 class EvalData:
-  """Re-iterable eval batches: sources are opened (and checked) once, iterated every evaluation."""
+  """Re-iterable eval batches: sources are opened (and checked) once, iterated every evaluation.
 
-  def __init__(self, config):
+  `full_resolution`: single uncropped examples instead (pipeline.eval_examples), any size."""
+
+  def __init__(self, config, full_resolution=False):
     data = config.data
-    self.crop = _get(data, "eval_crop")
-    self.inputs = _inputs(data, "eval_sources", self.crop)
-    self.kwargs = dict(global_batch_size=config.eval.batch_size, on_error=_get(data, "on_error"),
-                       type_names=type_names(data), meta_fields=tuple(_get(data, "meta_fields")))
+    self.crop = None if full_resolution else _get(data, "eval_crop")
+    self.inputs = _inputs(data, "eval_sources", self.crop or 0)
+    self.batch_size = config.eval.batch_size
+    self.kwargs = dict(on_error=_get(data, "on_error"), type_names=type_names(data),
+                       meta_fields=tuple(_get(data, "meta_fields")))
 
   def __iter__(self):
-    return pipeline.eval_dataset(self.inputs, crop=self.crop, **self.kwargs)
+    if self.crop is None:
+      return pipeline.eval_examples(self.inputs, **self.kwargs)
+    return pipeline.eval_dataset(self.inputs, crop=self.crop, global_batch_size=self.batch_size, **self.kwargs)
 
 
-def eval_data(config) -> EvalData:
-  """This process's finite eval batches (each with 'index' and 'mask'); iterate it once per eval."""
-  return EvalData(config)
+def eval_data(config, full_resolution=False) -> EvalData:
+  """This process's finite eval batches (each with 'index' and 'mask'), or with `full_resolution`
+  every eval example uncropped, one at a time (with 'index'); iterate it once per eval."""
+  return EvalData(config, full_resolution)

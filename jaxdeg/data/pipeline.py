@@ -195,6 +195,23 @@ def eval_dataset(sources, *, crop: int, global_batch_size: int, transforms=(), o
     yield batch
 
 
+def eval_examples(sources, *, transforms=(), on_error="skip", type_names=None, meta_fields=()):
+  """Every eval example at its own size (no crop), one at a time, in eval_dataset's order and with
+  the same 'index' (so the same seeded degradations); skipped records are left out.
+
+  For full-resolution evaluation. Every process gets every example: sizes differ, so examples do
+  not stack into global batches.
+  """
+  skips.check_on_error(on_error)
+  inputs = as_inputs(sources)
+  type_names = tuple(type_names) if type_names else type_vocabulary(inputs)
+  full = _eval_chain(inputs, None, on_error, type_names, meta_fields, transforms)
+  for i in range(len(full)):
+    example = full[i]
+    if example is not None:
+      yield dict(example, index=np.int32(i))
+
+
 def _first_example(full):
   for i in range(len(full)):
     if full[i] is not None:

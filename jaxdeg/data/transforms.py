@@ -114,17 +114,19 @@ class PairCrop(grain.transforms.RandomMap):
 
 @dataclasses.dataclass(frozen=True)
 class CenterCrop(grain.transforms.Map):
-  """Deterministic centre `crop`² of every image -> float32 (evaluation); smaller images skip."""
-  crop: int
+  """Deterministic centre `crop`² of every image -> float32 (evaluation); smaller images skip.
+  `crop=None` keeps the whole image (full-resolution evaluation)."""
+  crop: int | None
   on_error: str = "skip"
   skip_dir: str = ""
 
   def map(self, rec):
-    if rec is None or _too_small(rec, self.crop, self.on_error, self.skip_dir):
+    if rec is None or (self.crop is not None and _too_small(rec, self.crop, self.on_error, self.skip_dir)):
       return None
     h, w = rec["clean"].shape[:2]
-    y, x = (h - self.crop) // 2, (w - self.crop) // 2
-    out = {n: to_float(rec[n][y:y + self.crop, x:x + self.crop]) for n in ("clean", "degraded") if n in rec}
+    ch, cw = (h, w) if self.crop is None else (self.crop, self.crop)
+    y, x = (h - ch) // 2, (w - cw) // 2
+    out = {n: to_float(rec[n][y:y + ch, x:x + cw]) for n in ("clean", "degraded") if n in rec}
     out.update(name=rec["name"], type=rec["type"], meta=rec["meta"])
     return out
 

@@ -8,25 +8,45 @@ Two ways to get pairs:
 - otherwise, clean crops of `config.data.train_photos` degraded on the device each step with the
   stages of `config.data.degradations` (jaxdeg.degrade, one random intensity per image and stage),
   so the CPU never becomes the bottleneck.
-Loss: L1 (+ `config.loss.fft_weight` × L1 of the 2-D FFTs). Eval: PSNR of input and output, SSIM of
-the output (skimage defaults, as the all-in-one papers report them), and LPIPS (VGG, v0.1) of input
-and output when `config.eval.lpips_weights` and `config.eval.vgg16_weights` name the weight files
-(see jaxdeg.models.perceptual).
+Loss: L1 (+ `config.loss.fft_weight` × L1 of the 2-D FFTs). Eval: PSNR and SSIM of input and output
+(skimage defaults, as the all-in-one papers report them), and LPIPS (VGG, v0.1) of input and output
+when `config.eval.lpips_weights` and `config.eval.vgg16_weights` name the weight files (see
+jaxdeg.models.perceptual). Eval images are centre crops of `config.data.eval_crop`, in batches; with
+`config.eval.full_resolution` every eval image is restored at its own size instead, in overlapping
+tiles of `config.eval.tile`² (`eval_full_resolution`), as the benchmark protocols measure.
 """
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxdeg import degrade
 from jaxdeg.data import from_config, pipeline, samples
 from jaxdeg.errors import ConfigError
 from jaxdeg.metrics.image_quality import psnr, ssim
 from jaxdeg.models.restore import NAFNet, PromptIR
+from jaxdeg.models.restore.tiling import tiled_apply
 from jaxdeg.tasks import _perceptual
 from jaxdeg.tasks.base import Task
 from jaxdeg.train.state import TrainState, apply_gradients
 
 MODELS = {"nafnet": NAFNet, "promptir": PromptIR}
+TILING_DEFAULTS = dict(tile=256, tile_overlap=32, tile_batch=8)
+
+
+def tile_settings(section, align, where="config.eval"):
+  """(tile, overlap, tiles per call) from `section`, checked against the restorer's `align`."""
+  tile, overlap, batch = (section.get(k, TILING_DEFAULTS[k]) for k in ("tile", "tile_overlap", "tile_batch"))
+  if not isinstance(tile, int) or tile <= 0 or tile % align:
+    raise ConfigError(f"{where}.tile={tile!r} must be a positive multiple of {align} (the restorer's "
+                      "downsampling factor)")
+  if not isinstance(overlap, int) or not 0 <= overlap < tile:
+    raise ConfigError(f"{where}.tile_overlap={overlap!r} must be in [0, {where}.tile={tile}): tiles must "
+                      "advance")
+  if not isinstance(batch, int) or batch < 1:
+    raise ConfigError(f"{where}.tile_batch={batch!r} must be a positive number of tiles per call")
+  return tile, overlap, batch
 
 
 def make_optimizer(opt, total_steps):
@@ -51,6 +71,10 @@ class RestoreTask(Task):
     self.paired = bool(config.data.get("sources"))
     self.fft_weight = float(config.get("loss", {}).get("fft_weight", 0.0))
     self.eval_lpips = _perceptual.load(config.eval, "config.eval", ("lpips",)).get("lpips")
+    # tile offsets on the restorer's downsampling grid, where tiling matches whole-image inference
+    self.align = 2 ** len(self.model.enc_blocks) if isinstance(self.model, NAFNet) else 8
+    if config.eval.get("full_resolution", False):
+      self.tiling = tile_settings(config.eval, self.align)
     if self.paired:
       self.spec = None
       return
@@ -96,21 +120,82 @@ class RestoreTask(Task):
     state = apply_gradients(state, grads, self.tx, ema_decay=self.config.train.ema_decay)
     return state, {"loss": loss, "grad_norm": optax.global_norm(grads)}
 
-  def eval_step(self, state, batch):
-    # Keys from each example's index: the same degradations on every run and every mesh.
+  def _eval_pair(self, batch):
+    # Keys from each example's index: the same degradations on every run, every mesh, and at full
+    # resolution as in crops.
     eval_key = jax.random.PRNGKey(self.config.seed + 1)
-    clean, degraded = self._pair(batch, lambda n: jax.vmap(lambda i: jax.random.fold_in(eval_key, i))(batch["index"]))
-    params = state.ema_params if state.ema_params is not None else state.params
-    restored = jnp.clip(self.model.apply({"params": params}, degraded), 0.0, 1.0)
+    return self._pair(batch, lambda n: jax.vmap(lambda i: jax.random.fold_in(eval_key, i))(batch["index"]))
+
+  @staticmethod
+  def _eval_params(state):
+    return state.ema_params if state.ema_params is not None else state.params
+
+  def _eval_outputs(self, degraded, restored, clean):
+    """eval_step's metrics and images for (B, H, W, 3) inputs, outputs and targets."""
+    restored = jnp.clip(restored, 0.0, 1.0)
     out = {"metrics": {"psnr_input": psnr(degraded, clean), "psnr_output": psnr(restored, clean),
-                       "ssim_output": ssim(restored, clean)},
+                       "ssim_input": ssim(degraded, clean), "ssim_output": ssim(restored, clean)},
            "images": {"input": degraded, "output": restored, "target": clean}}
     if self.eval_lpips is not None:  # input and output in one trunk call
       both = self.eval_lpips(jnp.concatenate([degraded, restored]), jnp.concatenate([clean, clean]))
       out["metrics"]["lpips_input"], out["metrics"]["lpips_output"] = jnp.split(both, 2)
-    if self.paired:
-      out["groups"] = {"type": batch["type"], "test_set": batch["source"]}
     return out
+
+  def _groups(self, batch):
+    return {"type": batch["type"], "test_set": batch["source"]} if self.paired else {}
+
+  def eval_step(self, state, batch):
+    clean, degraded = self._eval_pair(batch)
+    out = self._eval_outputs(degraded, self.model.apply({"params": self._eval_params(state)}, degraded), clean)
+    if self.paired:
+      out["groups"] = self._groups(batch)
+    return out
+
+  def eval_full_resolution(self, state):
+    """eval_step's output (batches of one) for every eval image at its own size, restored in
+    overlapping tiles (jaxdeg.models.restore.tiling, as `jaxdeg restore` does); device arrays.
+
+    Every process evaluates every image on its own devices, with the params replicated on them and
+    each call's tiles split over them: images differ in size, so they do not form global batches,
+    and no process waits for another's share. The restorer compiles once per tile shape (tiles
+    are clipped only to images smaller than a tile); blending and metrics once per image size.
+    """
+    tile, overlap, per_call = getattr(self, "tiling", None) or tile_settings(self.config.eval, self.align)
+    fns = self._full_resolution_functions()
+    per_call = -(-per_call // fns["devices"]) * fns["devices"]
+    params = _replicate(self._eval_params(state), fns["replicated"])
+    home = fns["home"]
+
+    def restore_tiles(tiles):
+      n = tiles.shape[0]  # an image with fewer tiles than a call takes: pad, one batch shape
+      tiles = jnp.pad(tiles, ((0, per_call - n), (0, 0), (0, 0), (0, 0)))
+      return jax.device_put(fns["apply"](params, jax.device_put(tiles, fns["split"])), home)[:n]
+
+    for example in self.eval_images():
+      clean = jax.device_put(example["clean" if self.paired else "image"][None], home)
+      if self.paired:
+        degraded = jax.device_put(example["degraded"][None], home)
+      else:
+        degraded = fns["degrade"](jax.device_put(example["index"][None], home), clean)
+      restored = tiled_apply(restore_tiles, degraded, tile=tile, overlap=overlap, batch_tiles=per_call,
+                             align=self.align)
+      out = fns["outputs"](degraded, restored, clean)
+      if self.paired:
+        out["groups"] = self._groups({k: example[k][None] for k in ("type", "source")})
+      yield out
+
+  def _full_resolution_functions(self):
+    # jitted once per task: evaluations during training reuse the compiled functions
+    if not hasattr(self, "_full_res"):
+      devices = jax.local_devices()
+      mesh = Mesh(np.array(devices), ("tiles",))
+      replicated, split = NamedSharding(mesh, PartitionSpec()), NamedSharding(mesh, PartitionSpec("tiles"))
+      self._full_res = dict(
+          devices=len(devices), home=devices[0], replicated=replicated, split=split,
+          apply=jax.jit(lambda p, x: self.model.apply({"params": p}, x), in_shardings=(replicated, split)),
+          degrade=jax.jit(lambda index, clean: self._eval_pair({"image": clean, "index": index})[1]),
+          outputs=jax.jit(self._eval_outputs))
+    return self._full_res
 
   def group_names(self):
     if not self.paired:
@@ -134,6 +219,22 @@ class RestoreTask(Task):
       return self._eval
     return pipeline.eval_dataset(samples.SamplePhotos(d.eval_photos), crop=d.eval_crop,
                                  global_batch_size=self.config.eval.batch_size)
+
+  def eval_images(self):
+    """Every eval example uncropped, one at a time, with eval_data's 'index' (full resolution)."""
+    if self.paired:
+      if not hasattr(self, "_eval_images"):
+        self._eval_images = from_config.eval_data(self.config, full_resolution=True)
+      return self._eval_images
+    return pipeline.eval_examples(samples.SamplePhotos(self.config.data.eval_photos))
+
+
+def _replicate(tree, sharding):
+  """A full copy of `tree` on each device of `sharding` (params sharded over any mesh)."""
+  if jax.process_count() > 1:  # shards on other hosts cannot be copied device to device
+    from jax.experimental import multihost_utils
+    tree = multihost_utils.process_allgather(tree, tiled=True)
+  return jax.device_put(tree, sharding)
 
 
 TASK = RestoreTask

@@ -29,6 +29,13 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval.batch_size = 8
   c.eval.grid_name = "eval.png"           # written into the workdir by --mode=evaluate
   c.eval.grid_rows = 4
+  # Restore task: evaluate each eval image at its own size (the benchmark protocols) instead of
+  # batched centre crops of data.eval_crop, restored in tiles of tile² overlapping by tile_overlap
+  # pixels, tile_batch tiles per call (rounded up to a multiple of the local devices).
+  c.eval.full_resolution = False
+  c.eval.tile = 256
+  c.eval.tile_overlap = 32
+  c.eval.tile_batch = 8
   # LPIPS in evaluation (restore task), from the user's files: torchvision's vgg16 state dict and
   # the lpips package's weights/v0.1/vgg.pth (or .npz copies); unset: no LPIPS
   c.eval.vgg16_weights = config_dict.placeholder(str)

@@ -54,6 +54,7 @@ class Setup:
       if size % divisor:
         raise ConfigError(f"config.{field}={size} is not divisible by the {divisor} batch shards of "
                           f"mesh {dict(self.mesh.shape)}")
+    _check_full_resolution(config, self.task)  # before training, not at its first evaluation
     self.batch_sharding = mesh_lib.batch_sharding(self.mesh)
     self.rng = jax.random.PRNGKey(config.seed)
     abstract_boxed = jax.eval_shape(self.task.init_state, self.rng)
@@ -186,13 +187,17 @@ def train_and_evaluate(config, workdir, hooks=()):
 def evaluate_state(setup, state, writer, step):
   """Masked means of the task's per-example metrics over its eval data (overall, and per group when
   the eval step returns 'groups', e.g. per degradation type or test set), and the image grid of
-  the first batch (or None)."""
-  sums, count, first_images = {}, 0.0, None
+  the first examples (or None).
+
+  With `config.eval.full_resolution` the task evaluates each image at its own size
+  (`task.eval_full_resolution`) instead of batched crops; the same means, groups and outputs.
+  """
+  sums, count, grid_rows = {}, 0.0, []
   group_sums, group_counts = {}, {}
-  for batch in setup.task.eval_data():
-    global_batch = setup.global_batch(batch)
-    out, mask = _fetch((setup.eval_step(state, global_batch), global_batch["mask"]))
-    mask = np.asarray(mask)
+  rows = setup.config.eval.grid_rows
+  outputs = (_full_resolution_outputs(setup, state, rows) if setup.config.eval.get("full_resolution", False)
+             else _batched_outputs(setup, state))
+  for out, mask in outputs:
     for k, v in out["metrics"].items():
       sums[k] = sums.get(k, 0.0) + float(np.sum(np.asarray(v) * mask))
     count += float(mask.sum())
@@ -204,8 +209,9 @@ def evaluate_state(setup, state, writer, step):
         group_counts[key] = group_counts.get(key, 0.0) + float(sel.sum())
         for k, v in out["metrics"].items():
           group_sums[key + (k,)] = group_sums.get(key + (k,), 0.0) + float(np.sum(np.asarray(v) * sel))
-    if first_images is None and out.get("images"):
-      first_images = out["images"]
+    if out.get("images") and len(grid_rows) < rows:
+      images = out["images"]
+      grid_rows += [[np.asarray(images[k][i]) for k in images] for i in range(len(mask))][:rows - len(grid_rows)]
   if count == 0:
     raise UserError("evaluation data is empty")
   results = {k: v / count for k, v in sums.items()}
@@ -220,10 +226,38 @@ def evaluate_state(setup, state, writer, step):
     scalars.update({f"eval/{k}/{field}/{label}": v for k, v in entry.items()})
   writer.write_scalars(step, scalars)
   grid = None
-  if first_images is not None:
-    grid = eval_grid(first_images, setup.config.eval.grid_rows)
+  if grid_rows:
+    grid = image_io.make_grid(_pad_to_largest(grid_rows))
     writer.write_images(step, {"eval/grid": grid[None]})
   return results, grid
+
+
+def _batched_outputs(setup, state):
+  """(eval step output on the host, mask) per batch; the grid shows the first batch's images."""
+  for i, batch in enumerate(setup.task.eval_data()):
+    global_batch = setup.global_batch(batch)
+    out = setup.eval_step(state, global_batch)
+    if i:
+      out = {k: v for k, v in out.items() if k != "images"}
+    out, mask = _fetch((out, global_batch["mask"]))
+    yield out, np.asarray(mask)
+
+
+def _full_resolution_outputs(setup, state, rows):
+  """(output, mask of ones) per image at full resolution; every process evaluates every image, so
+  nothing is gathered across processes."""
+  _check_full_resolution(setup.config, setup.task)
+  for out in setup.task.eval_full_resolution(state):
+    if rows <= 0:  # full-size images leave the device only for the grid
+      out = {k: v for k, v in out.items() if k != "images"}
+    rows -= 1
+    yield jax.device_get(out), np.ones(1, np.float32)
+
+
+def _check_full_resolution(config, task):
+  if config.eval.get("full_resolution", False) and not hasattr(task, "eval_full_resolution"):
+    raise ConfigError(f"config.eval.full_resolution=True: the {config.task} task evaluates crops only; "
+                      "set it to False")
 
 
 def _group_label(names, field, gid):
@@ -254,10 +288,13 @@ def _fetch(tree):
   return multihost_utils.process_allgather(tree, tiled=True)
 
 
-def eval_grid(images, rows):
-  names = list(images)
-  n = min(rows, images[names[0]].shape[0])
-  return image_io.make_grid([[np.asarray(images[k][i]) for k in names] for i in range(n)])
+def _pad_to_largest(rows):
+  """Images of different sizes (full-resolution evaluation) at 1:1 scale, padded white at the
+  bottom and right to the largest, so the grid shows the restorations pixel for pixel."""
+  h = max(im.shape[0] for row in rows for im in row)
+  w = max(im.shape[1] for row in rows for im in row)
+  return [[np.pad(im, ((0, h - im.shape[0]), (0, w - im.shape[1]), (0, 0)), constant_values=1.0) for im in row]
+          for row in rows]
 
 
 def evaluate(config, workdir, step=None):

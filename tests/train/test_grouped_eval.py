@@ -25,7 +25,7 @@ def test_metrics_per_type_and_test_set_add_up(trained):
   for field in ("by_type", "by_test_set"):
     groups = results[field].values()
     assert sum(g["num_examples"] for g in groups) == results["num_examples"] == 6
-    for metric in ("psnr_input", "psnr_output", "ssim_output"):
+    for metric in ("psnr_input", "psnr_output", "ssim_input", "ssim_output"):
       weighted = sum(g[metric] * g["num_examples"] for g in groups) / results["num_examples"]
       assert abs(weighted - results[metric]) < 1e-4, (field, metric)
   # each test set holds one type: the two groupings agree
@@ -34,7 +34,7 @@ def test_metrics_per_type_and_test_set_add_up(trained):
   # the degradations differ, so their input PSNRs do
   assert len({round(g["psnr_input"], 3) for g in results["by_type"].values()}) == 3
   table = (workdir / "metrics.md").read_text().splitlines()
-  assert table[2].startswith("| group | psnr_input | psnr_output | ssim_output | examples |")
+  assert table[2].startswith("| group | psnr_input | psnr_output | ssim_input | ssim_output | examples |")
   assert sum(line.startswith("| type: ") for line in table) == 3
   assert json.loads((workdir / "metrics.json").read_text())["by_type"]["rain"]["num_examples"] == 2
 
