@@ -43,3 +43,15 @@ def describe(distances, section):
   return " + ".join(f"{section.get(f'{k}_weight')}·{k.upper()} ({os.path.basename(section.get(f'{k}_weights'))})"
                     for k in distances)
 
+
+
+def load_inception(section, where):
+  """FID's Inception feature network from `section.inception_weights`, or None when unset."""
+  path = section.get("inception_weights")
+  if not path:
+    return None
+  try:
+    return perceptual.load_inception(path)
+  except perceptual.PerceptualWeightsError as e:
+    raise ConfigError(f"{where}.inception_weights: {e} (expected pytorch-fid's "
+                      "pt_inception-2015-12-05-6726825d.pth or an .npz copy)") from None

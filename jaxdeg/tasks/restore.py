@@ -11,7 +11,8 @@ Two ways to get pairs:
 Loss: L1 (+ `config.loss.fft_weight` × L1 of the 2-D FFTs). Eval: PSNR and SSIM of input and output
 (skimage defaults, as the all-in-one papers report them), and LPIPS (VGG, v0.1) of input and output
 when `config.eval.lpips_weights` and `config.eval.vgg16_weights` name the weight files (see
-jaxdeg.models.perceptual). Eval images are centre crops of `config.data.eval_crop`, in batches; with
+jaxdeg.models.perceptual); FID of inputs and outputs against the targets (overall, per type and
+per test set) when `config.eval.inception_weights` names pytorch-fid's Inception weights. Eval images are centre crops of `config.data.eval_crop`, in batches; with
 `config.eval.full_resolution` every eval image is restored at its own size instead, in overlapping
 tiles of `config.eval.tile`² (`eval_full_resolution`), as the benchmark protocols measure.
 """
@@ -71,6 +72,7 @@ class RestoreTask(Task):
     self.paired = bool(config.data.get("sources"))
     self.fft_weight = float(config.get("loss", {}).get("fft_weight", 0.0))
     self.eval_lpips = _perceptual.load(config.eval, "config.eval", ("lpips",)).get("lpips")
+    self.eval_inception = _perceptual.load_inception(config.eval, "config.eval")
     # tile offsets on the restorer's downsampling grid, where tiling matches whole-image inference
     self.align = 2 ** len(self.model.enc_blocks) if isinstance(self.model, NAFNet) else 8
     if config.eval.get("full_resolution", False):
@@ -139,6 +141,10 @@ class RestoreTask(Task):
     if self.eval_lpips is not None:  # input and output in one trunk call
       both = self.eval_lpips(jnp.concatenate([degraded, restored]), jnp.concatenate([clean, clean]))
       out["metrics"]["lpips_input"], out["metrics"]["lpips_output"] = jnp.split(both, 2)
+    if self.eval_inception is not None:  # FID's features; the trainer computes the distances
+      net = self.eval_inception
+      features = net.apply(net.params, jnp.concatenate([clean, degraded, restored]))
+      out["features"] = dict(zip(("target", "input", "output"), jnp.split(features, 3)))
     return out
 
   def _groups(self, batch):

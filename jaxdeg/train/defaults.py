@@ -40,6 +40,9 @@ def base_config() -> ml_collections.ConfigDict:
   # the lpips package's weights/v0.1/vgg.pth (or .npz copies); unset: no LPIPS
   c.eval.vgg16_weights = config_dict.placeholder(str)
   c.eval.lpips_weights = config_dict.placeholder(str)
+  # FID in evaluation (restore task): pytorch-fid's pt_inception-2015-12-05-6726825d.pth (or an
+  # .npz copy); unset: no FID
+  c.eval.inception_weights = config_dict.placeholder(str)
 
   c.data = ml_collections.ConfigDict()
   c.data.worker_count = 0                 # grain mp_prefetch workers (0 = in-process)

@@ -17,6 +17,7 @@ from jaxdeg.data import images as image_io
 from jaxdeg.data.pipeline import to_global
 from jaxdeg.data.skips import write_skip_summary
 from jaxdeg.errors import ConfigError, UserError
+from jaxdeg.metrics import fid
 from jaxdeg.train import checkpoint as ckpt
 from jaxdeg.train import mesh as mesh_lib
 from jaxdeg.train import partitioning, writers
@@ -187,13 +188,15 @@ def train_and_evaluate(config, workdir, hooks=()):
 def evaluate_state(setup, state, writer, step):
   """Masked means of the task's per-example metrics over its eval data (overall, and per group when
   the eval step returns 'groups', e.g. per degradation type or test set), and the image grid of
-  the first examples (or None).
+  the first examples (or None). An eval step that returns 'features' (name -> (B, D), one of
+  them 'target') gets `fid_<name>`: the FID of each set against the target set, overall and per group.
 
   With `config.eval.full_resolution` the task evaluates each image at its own size
   (`task.eval_full_resolution`) instead of batched crops; the same means, groups and outputs.
   """
   sums, count, grid_rows = {}, 0.0, []
   group_sums, group_counts = {}, {}
+  fids = {}  # () or (field, group id) -> {feature set: FidAccumulator against the 'target' set}
   rows = setup.config.eval.grid_rows
   outputs = (_full_resolution_outputs(setup, state, rows) if setup.config.eval.get("full_resolution", False)
              else _batched_outputs(setup, state))
@@ -209,18 +212,22 @@ def evaluate_state(setup, state, writer, step):
         group_counts[key] = group_counts.get(key, 0.0) + float(sel.sum())
         for k, v in out["metrics"].items():
           group_sums[key + (k,)] = group_sums.get(key + (k,), 0.0) + float(np.sum(np.asarray(v) * sel))
+    if out.get("features"):
+      _add_features(fids, out["features"], mask, out.get("groups", {}))
     if out.get("images") and len(grid_rows) < rows:
       images = out["images"]
       grid_rows += [[np.asarray(images[k][i]) for k in images] for i in range(len(mask))][:rows - len(grid_rows)]
   if count == 0:
     raise UserError("evaluation data is empty")
   results = {k: v / count for k, v in sums.items()}
+  results.update(_fid_results(fids.get((), {})))
   results["num_examples"] = int(count)
   scalars = {f"eval/{k}": v for k, v in results.items()}
   names = setup.task.group_names() if hasattr(setup.task, "group_names") else {}
   for (field, gid), n in sorted(group_counts.items()):
     label = _group_label(names, field, gid)
     entry = {k: group_sums[(field, gid, k)] / n for k in sums}
+    entry.update(_fid_results(fids.get((field, gid), {})))
     entry["num_examples"] = int(n)
     results.setdefault(f"by_{field}", {})[label] = entry
     scalars.update({f"eval/{k}/{field}/{label}": v for k, v in entry.items()})
@@ -230,6 +237,27 @@ def evaluate_state(setup, state, writer, step):
     grid = image_io.make_grid(_pad_to_largest(grid_rows))
     writer.write_images(step, {"eval/grid": grid[None]})
   return results, grid
+
+
+def _add_features(fids, features, mask, groups):
+  """Adds the valid rows of each feature set (e.g. Inception features of inputs and outputs) to FID
+  statistics against the 'target' set's rows: overall and per group."""
+  valid = mask > 0
+  selections = [((), valid)]
+  for field, ids in groups.items():
+    ids = np.asarray(ids)
+    selections += [((field, int(g)), valid & (ids == g)) for g in np.unique(ids[valid])]
+  target = np.asarray(features["target"])
+  for key, sel in selections:
+    for name, rows in features.items():
+      if name != "target":
+        fids.setdefault(key, {}).setdefault(name, fid.FidAccumulator()).add(target[sel], np.asarray(rows)[sel])
+
+
+def _fid_results(accumulators):
+  """{'fid_<set>': FID} for the sets with at least 2 rows on each side (a covariance needs 2)."""
+  return {f"fid_{name}": acc.result() for name, acc in accumulators.items()
+          if min(acc.real.count, acc.fake.count) >= 2}
 
 
 def _batched_outputs(setup, state):

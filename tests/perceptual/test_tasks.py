@@ -56,9 +56,18 @@ def test_vae_loss_adds_lpips_on_every_pixel(paths):
   assert np.isfinite(metrics["grad_norm"])
 
 
-def test_restore_evaluation_reports_lpips_per_type(paths, tmp_path):
+@pytest.fixture(scope="module")
+def inception_path(tmp_path_factory):
+  import torch
+  from benchmarks.peers import torch_inception
+  path = str(tmp_path_factory.mktemp("fid_weights") / "pt_inception.pth")
+  torch.save(torch_inception.random_fid_inception_state(0), path)
+  return path
+
+
+def test_restore_evaluation_reports_lpips_and_fid_per_type(paths, inception_path, tmp_path):
   config = load_config("configs/aio_3task.py:tiny", **ONE_DEVICE, eval__vgg16_weights=paths["vgg16"],
-                       eval__lpips_weights=paths["lpips"])
+                       eval__lpips_weights=paths["lpips"], eval__inception_weights=inception_path)
   setup = trainer.Setup(config)
   # the trainer's evaluation of an untrained restorer: no training step to compile
   results, _ = trainer.evaluate_state(setup, setup.init(setup.rng), writers.create_writer(str(tmp_path)), 0)
@@ -71,6 +80,37 @@ def test_restore_evaluation_reports_lpips_per_type(paths, tmp_path):
   # the degradations differ, so does their input LPIPS
   assert len({round(g["lpips_input"], 5) for g in results["by_type"].values()}) == 3
   assert "| lpips_input | lpips_output |" in trainer.metrics_markdown(results)
+  # FID of inputs and outputs against the targets, overall and per type (each type has ≥ 2 examples)
+  for entry in [results] + list(results["by_type"].values()):
+    assert entry["num_examples"] >= 2 and np.isfinite(entry["fid_input"]) and entry["fid_input"] > 0, entry
+    assert np.isfinite(entry["fid_output"]) and entry["fid_output"] > 0
+  assert "fid_output" in trainer.metrics_markdown(results)
+
+
+def test_grouped_fid_equals_fid_of_each_group_s_rows():
+  from jaxdeg.metrics.fid import FidAccumulator
+  rng = np.random.default_rng(0)
+  fids = {}
+  batches = []
+  for b in range(3):  # batches of 6 with padding rows (mask 0) and two groups
+    feats = {"target": rng.normal(size=(6, 4)), "output": rng.normal(1.0, 2.0, size=(6, 4))}
+    mask, ids = np.array([1, 1, 1, 1, 1, 0.0]), np.array([0, 1, 0, 1, 0, 1])
+    trainer._add_features(fids, feats, mask, {"type": ids})
+    batches.append((feats, mask, ids))
+  def direct(select):
+    acc = FidAccumulator()
+    for feats, mask, ids in batches:
+      sel = select(mask, ids)
+      acc.add(feats["target"][sel], feats["output"][sel])
+    return acc.result()
+  assert np.isclose(trainer._fid_results(fids[()])["fid_output"], direct(lambda m, i: m > 0), rtol=1e-10)
+  for g in (0, 1):
+    got = trainer._fid_results(fids[("type", g)])["fid_output"]
+    assert np.isclose(got, direct(lambda m, i: (m > 0) & (i == g)), rtol=1e-10)
+  # a group with fewer than 2 rows has no covariance: no FID rather than an error
+  one = {}
+  trainer._add_features(one, {"target": np.ones((2, 4)), "output": np.ones((2, 4))}, np.array([1.0, 0.0]), {})
+  assert trainer._fid_results(one[()]) == {}
 
 
 def test_cdd_evaluation_reports_lpips_and_dists_per_method(paths):
