@@ -26,6 +26,7 @@ from jaxdeg import degrade
 from jaxdeg.data import from_config, pipeline, samples
 from jaxdeg.errors import ConfigError
 from jaxdeg.metrics.image_quality import psnr, ssim
+from jaxdeg.models import perceptual
 from jaxdeg.models.restore import NAFNet, PromptIR
 from jaxdeg.models.restore.tiling import tiled_apply
 from jaxdeg.tasks import _perceptual
@@ -141,11 +142,17 @@ class RestoreTask(Task):
     if self.eval_lpips is not None:  # input and output in one trunk call
       both = self.eval_lpips(jnp.concatenate([degraded, restored]), jnp.concatenate([clean, clean]))
       out["metrics"]["lpips_input"], out["metrics"]["lpips_output"] = jnp.split(both, 2)
-    if self.eval_inception is not None:  # FID's features; the trainer computes the distances
-      net = self.eval_inception
-      features = net.apply(net.params, jnp.concatenate([clean, degraded, restored]))
-      out["features"] = dict(zip(("target", "input", "output"), jnp.split(features, 3)))
     return out
+
+  def eval_features(self, images):
+    """FID's Inception features of one eval batch's images ({target, input, output} -> (B, 2048)),
+    or None without `eval.inception_weights`; the trainer turns them into FIDs. Outside the eval
+    step, so the network's 24 M params are arguments of its own jitted function (not constants of
+    every eval step), and, resized to 299² first, it compiles once for images of any size."""
+    if self.eval_inception is None:
+      return None
+    x = _inception_input(jnp.concatenate([images["target"], images["input"], images["output"]]))
+    return dict(zip(("target", "input", "output"), jnp.split(self.eval_inception(x), 3)))
 
   def _groups(self, batch):
     return {"type": batch["type"], "test_set": batch["source"]} if self.paired else {}
@@ -233,6 +240,9 @@ class RestoreTask(Task):
         self._eval_images = from_config.eval_data(self.config, full_resolution=True)
       return self._eval_images
     return pipeline.eval_examples(samples.SamplePhotos(self.config.data.eval_photos))
+
+
+_inception_input = jax.jit(perceptual.inception.resize_bilinear)
 
 
 def _replicate(tree, sharding):

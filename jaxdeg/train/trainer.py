@@ -188,8 +188,9 @@ def train_and_evaluate(config, workdir, hooks=()):
 def evaluate_state(setup, state, writer, step):
   """Masked means of the task's per-example metrics over its eval data (overall, and per group when
   the eval step returns 'groups', e.g. per degradation type or test set), and the image grid of
-  the first examples (or None). An eval step that returns 'features' (name -> (B, D), one of
-  them 'target') gets `fid_<name>`: the FID of each set against the target set, overall and per group.
+  the first examples (or None). A task whose `eval_features(images)` returns feature sets
+  (name -> (B, D), one of them 'target') gets `fid_<name>`: the FID of each set against the target
+  set, overall and per group.
 
   With `config.eval.full_resolution` the task evaluates each image at its own size
   (`task.eval_full_resolution`) instead of batched crops; the same means, groups and outputs.
@@ -239,6 +240,13 @@ def evaluate_state(setup, state, writer, step):
   return results, grid
 
 
+def _with_features(task, out):
+  """`out` plus the task's per-example feature sets of its eval images (e.g. FID's Inception
+  features), when the task has `eval_features` and it returns some."""
+  features = task.eval_features(out["images"]) if hasattr(task, "eval_features") and out.get("images") else None
+  return dict(out, features=features) if features else out
+
+
 def _add_features(fids, features, mask, groups):
   """Adds the valid rows of each feature set (e.g. Inception features of inputs and outputs) to FID
   statistics against the 'target' set's rows: overall and per group."""
@@ -264,7 +272,7 @@ def _batched_outputs(setup, state):
   """(eval step output on the host, mask) per batch; the grid shows the first batch's images."""
   for i, batch in enumerate(setup.task.eval_data()):
     global_batch = setup.global_batch(batch)
-    out = setup.eval_step(state, global_batch)
+    out = _with_features(setup.task, setup.eval_step(state, global_batch))
     if i:
       out = {k: v for k, v in out.items() if k != "images"}
     out, mask = _fetch((out, global_batch["mask"]))
@@ -276,6 +284,7 @@ def _full_resolution_outputs(setup, state, rows):
   nothing is gathered across processes."""
   _check_full_resolution(setup.config, setup.task)
   for out in setup.task.eval_full_resolution(state):
+    out = _with_features(setup.task, out)
     if rows <= 0:  # full-size images leave the device only for the grid
       out = {k: v for k, v in out.items() if k != "images"}
     rows -= 1

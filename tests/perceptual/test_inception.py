@@ -84,13 +84,20 @@ def test_frechet_distance_matches_pytorch_fid_and_an_eigendecomposition():
   rng = np.random.default_rng(2)
   real, fake = _gaussian_features(rng, 300, 64, 0.0), _gaussian_features(rng, 250, 64, 0.3)
   stats = [*ref.activation_statistics(real), *ref.activation_statistics(fake)]
-  got = fid.frechet_distance(*stats)
   expected = ref.calculate_frechet_distance(*stats)
   by_eigh = ref.frechet_distance_eigh(*stats)
-  print(f"FID {got!r}, pytorch-fid {expected!r}, eigh {by_eigh!r}")
-  assert isinstance(got, float) and got > 1.0
-  assert abs(got - expected) <= 1e-6 * expected
-  assert abs(got - by_eigh) <= 1e-6 * by_eigh
+  for method in ("eigh", "sqrtm"):
+    got = fid.frechet_distance(*stats, method=method)
+    print(f"FID ({method}) {got!r}, pytorch-fid {expected!r}, eigh {by_eigh!r}")
+    assert isinstance(got, float) and got > 1.0
+    assert abs(got - expected) <= 1e-6 * expected
+    assert abs(got - by_eigh) <= 1e-6 * by_eigh
+  # fewer rows than dimensions (singular covariances, as a small eval set's 2048-d features)
+  few = [*ref.activation_statistics(real[:40]), *ref.activation_statistics(fake[:30])]
+  expected = ref.calculate_frechet_distance(*few)
+  assert abs(fid.frechet_distance(*few) - expected) <= 1e-6 * expected
+  with pytest.raises(UserError, match="method"):
+    fid.frechet_distance(*stats, method="newton")
 
 
 def test_identical_sets_give_zero():
@@ -131,7 +138,7 @@ def test_singular_product_retries_with_the_eps_offset(monkeypatch, caplog):
 
   monkeypatch.setattr(fid.linalg, "sqrtm", first_fails)
   with caplog.at_level(logging.WARNING, logger=fid.__name__):
-    got = fid.frechet_distance(*stats, eps=1e-3)
+    got = fid.frechet_distance(*stats, eps=1e-3, method="sqrtm")
   assert len(calls) == 2 and "singular product" in caplog.text
   mu1, s1, mu2, s2 = stats
   offset = 1e-3 * np.eye(16)
