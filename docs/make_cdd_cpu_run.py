@@ -67,8 +67,10 @@ and WQI plus inpainting holes), then evaluated from its checkpoint on held-out p
 - Evaluation: step {results['step']}, {config.data.eval_crop}² centre crops of {', '.join(sorted(set(
     config.data.eval_sources[0]['photos'])))}, each degraded with WQI (+ holes at p 0.25) drawn from its
   index. Reproduction embeds the degraded target itself; transfer embeds another photo degraded
-  with exactly the same parameters (see `jaxdeg.tasks.cdd`). No DISTS/LPIPS loss (no VGG
-  weights offline): L1 + colour + diversity + contrastive + rates + WGAN-GP.
+  with exactly the same parameters and hole mask but its own noise realisation, as two real
+  photos with one degradation would be (`eval.shared_fields={config.eval.shared_fields}`; see
+  `jaxdeg.tasks.cdd`). Training crops are blurred as crops of {config.data.sources[0]['degradations'][0].get('side', config.data.crop)}² images. No DISTS/LPIPS
+  loss (no VGG weights offline): L1 + colour + diversity + contrastive + rates + WGAN-GP.
 
 ## Against the baselines (higher is better; all against the true degraded image)
 
