@@ -33,10 +33,36 @@ def Conv(features, kernel_size=(3, 3), *, kernel_init=_lecun, bias_init=_zeros, 
                  bias_init=logical(bias_init, VECTOR_AXES), **kw)
 
 
+class _PaddedConvTranspose(nn.ConvTranspose):
+  """`nn.ConvTranspose` (same params, same result) that, for explicit padding on NHWC inputs,
+  dilates and pads the input itself and runs a VALID convolution.
+
+  lax.conv_transpose is a convolution padded beyond SAME (k-1-p per side); XLA:CPU computes the
+  kernel gradient of such a convolution off its fast path: 47 s instead of 1.3 s for one 3×3,
+  8×64²×128 → 256 layer (jax 0.10), which made the universal model's train step ~3× slower.
+  With the padding in a lax.pad the gradient is that of a VALID convolution."""
+
+  @nn.compact
+  def __call__(self, inputs):
+    explicit = not isinstance(self.padding, str)
+    if not explicit or inputs.ndim != 4 or self.transpose_kernel or self.kernel_dilation not in (None, 1, (1, 1)):
+      return super().__call__(inputs)
+    strides = self.strides or (1, 1)
+    kernel = self.param("kernel", self.kernel_init, tuple(self.kernel_size) + (inputs.shape[-1], self.features),
+                        self.param_dtype)
+    inputs, kernel = nn.dtypes.promote_dtype(inputs, kernel, dtype=self.dtype)
+    pads = [(0, 0, 0)] + [(lo, hi, s - 1) for (lo, hi), s in zip(self.padding, strides)] + [(0, 0, 0)]
+    y = jax.lax.conv_general_dilated(jax.lax.pad(inputs, jnp.zeros((), inputs.dtype), pads), kernel, (1, 1),
+                                     "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=self.precision)
+    if self.use_bias:
+      y = y + self.param("bias", self.bias_init, (self.features,), self.param_dtype).astype(y.dtype)
+    return y
+
+
 def ConvTranspose(features, kernel_size=(2, 2), *, kernel_init=_lecun, bias_init=_zeros, **kw):
-  """`nn.ConvTranspose` with logically partitioned kernel and bias."""
-  return nn.ConvTranspose(features, kernel_size, kernel_init=logical(kernel_init, CONV_AXES),
-                          bias_init=logical(bias_init, VECTOR_AXES), **kw)
+  """`nn.ConvTranspose` with logically partitioned kernel and bias (see _PaddedConvTranspose)."""
+  return _PaddedConvTranspose(features, kernel_size, kernel_init=logical(kernel_init, CONV_AXES),
+                              bias_init=logical(bias_init, VECTOR_AXES), **kw)
 
 
 def Dense(features, *, kernel_init=_lecun, bias_init=_zeros, **kw):
