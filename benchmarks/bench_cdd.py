@@ -7,8 +7,9 @@ batch 8, random init. Step = embed the degraded image (BatchNorm in training mod
 training noise) + generator + L1 + rate and auxiliary terms + backward + Adam. The critic and MoCo
 are not part of it (the figure the issue names). Timings are interleaved (ours, peer, ours, ...)
 and the fastest step of each side is reported, as in bench_restore.py.
-On a 2-core, 24 GiB CPU machine the first (compiling) jaxdeg step at these sizes did not finish
-within 15 minutes (15 GB resident): run this one on a larger machine or a GPU.
+On a 2-core, 24 GiB CPU machine a step takes over a minute and ~14 GB: XLA:CPU's kernel gradients
+of convolutions are several times slower than their forward passes (see jaxdeg.models.layers
+ConvTranspose for the worst case, worked around).
 """
 import os
 import time
