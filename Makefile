@@ -23,9 +23,11 @@ demo: $(VENV)/.installed
 	$(PY) -m jaxdeg.main --config=configs/demo.py --workdir=$(WORKDIR) --mode=evaluate
 	@cat $(WORKDIR)/metrics.md
 
+# aomenc and dav1d for the film-grain parity tests: apt-get as root, else unpacked into $(VENV).
 test: $(VENV)/.test-installed
-	$(PY) -m pytest -q -n 2 --dist worksteal -m "not serial"
-	$(PY) -m pytest -q -m serial
+	tests/install_system_tools.sh $(VENV)
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m pytest -q -n 2 --dist worksteal -m "not serial"
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m pytest -q -m serial
 
 $(VENV)/.bench-installed: $(VENV)/.test-installed
 	$(PY) -m pip install -q -e '.[test,bench]'

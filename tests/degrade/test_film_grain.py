@@ -2,7 +2,7 @@
 
 The dav1d tests encode a photo losslessly with aomenc and a grain table, then decode it with
 `dav1d --filmgrain 0` and `--filmgrain 1`: the two outputs are an exactly aligned clean/grainy pair.
-They need the Debian packages aom-tools and dav1d (the CI script installs them).
+They need the Debian packages aom-tools and dav1d (`make test` installs them: tests/install_system_tools.sh).
 """
 import shutil
 import subprocess
@@ -166,8 +166,8 @@ def test_overrides():
 def _require_tools():
   missing = [t for t in ("aomenc", "dav1d") if shutil.which(t) is None]
   if missing:
-    pytest.fail(f"{' and '.join(missing)} not found: the film grain parity tests need them; install "
-                "with `apt-get install -y aom-tools dav1d` (the CI script .ci/run does this)")
+    pytest.fail(f"{' and '.join(missing)} not found: the film grain parity tests need them; `make test` "
+                "installs them (tests/install_system_tools.sh .venv), or `apt-get install -y aom-tools dav1d`")
 
 
 def _to_yuv(rgb_u8, sub):
