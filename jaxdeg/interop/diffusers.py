@@ -246,8 +246,7 @@ def convert(state_dict, target, *, what="model", expand_input=("conv_in",)):
   if problems:
     hint = ""
     if any(k.startswith(("model.diffusion_model.", "first_stage_model.")) for k in state_dict):
-      hint = (" (this looks like an original CompVis/LDM checkpoint: convert it to diffusers format with "
-              "diffusers' scripts/convert_original_stable_diffusion_to_diffusers.py first)")
+      hint = " (this looks like an original CompVis/LDM checkpoint: read it with jaxdeg.interop.compvis.load)"
     raise WeightImportError(f"{what} weights do not fit{hint}: " + " | ".join(problems))
   return out
 
