@@ -15,6 +15,7 @@ $(VENV)/.installed: pyproject.toml
 # Test extras (pytest, torch CPU, diffusers) only for the targets that need them.
 $(VENV)/.test-installed: $(VENV)/.installed
 	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q --no-deps open-clip-torch==3.3.0
 	touch $@
 
 # Train the demo restorer, then evaluate it from its checkpoint: $(WORKDIR)/demo.png, metrics.md.

@@ -1,8 +1,9 @@
 """GenDeg's cross-attention context: what degradation, and how strong.
 
-Degradation: learned type tokens by default (one (L, D) token sequence per type, plus a null
-sequence for classifier-free guidance), standing in for the CLIP text embedding GenDeg uses; or
-precomputed text embeddings (B, L, D) passed in, when a user has them.
+Degradation: learned type tokens (one (L, D) token sequence per type, plus a null sequence for
+classifier-free guidance), the from-scratch option; or text embeddings (B, L, D) passed in: GenDeg's
+are CLIP ViT-L/14's last hidden state of `gendeg_prompt(type, caption)`, the null text CLIP("")
+(`jaxdeg.text.encode`).
 Intensity: μ and σ one-hots (129-way, index 128 = null; see `jaxdeg.degrade.intensity`), each
 through Linear(129 → L), giving (B, L, 2); concatenated to the context (B, L, D) and mapped back by
 Linear(D + 2 → D), initialised as the identity on the first D inputs with zero bias, so at
@@ -22,10 +23,26 @@ from jaxdeg.degrade import intensity
 from jaxdeg.models import layers
 
 DEGRADATION_TYPES = ("haze", "rain", "snow", "motion_blur", "low_light", "raindrop", "snow+haze", "rain+haze")
-# GenDeg's prompt suffixes, for users who build text embeddings themselves
-PHRASES = {"haze": "hazy", "rain": ", in rainy conditions", "snow": "snowy", "motion_blur": "blurry",
-           "low_light": "low-light", "raindrop": ", with raindrops in it", "snow+haze": "snowy and hazy",
-           "rain+haze": "rainy and hazy"}
+# GenDeg's prompt for a type: an image caption (BLIP-2's, in train_csv.json) whose last comma-separated
+# part is replaced by the type's text. The six single types: the `replace_text` table of
+# EditDatasetParallelMuSigma / EditDatasetSingle in GenDeg's edit_dataset.py (deg_type 'motion' and
+# 'low-light' there). The mixtures: EditDataset.__getitem__ rewrites CSD's 'in snowy conditions' to
+# 'in snowy and hazy conditions' and ORD's 'in rainy conditions' to 'in rainy and hazy conditions'.
+PROMPT_SUFFIXES = {"haze": " in hazy conditions", "rain": " in rainy conditions", "snow": " in snowy conditions",
+                   "motion_blur": " in blurry conditions", "low_light": " in low-light conditions",
+                   "raindrop": " with raindrops in it", "snow+haze": " in snowy and hazy conditions",
+                   "rain+haze": " in rainy and hazy conditions"}
+
+
+def gendeg_prompt(type_name, caption=""):
+  """GenDeg's text prompt '<caption>, in hazy conditions'; without a caption the type's text alone,
+  'in hazy conditions' (jaxdeg's choice: GenDeg always has a caption). '' or None → '' (null text)."""
+  if type_name in (None, "", "null"):
+    return ""
+  if type_name not in PROMPT_SUFFIXES:
+    raise ValueError(f"unknown degradation type {type_name!r}; known: {', '.join(PROMPT_SUFFIXES)}")
+  caption = (caption or "").strip()
+  return f"{caption},{PROMPT_SUFFIXES[type_name]}" if caption else PROMPT_SUFFIXES[type_name].strip()
 
 
 def type_index(name, types=DEGRADATION_TYPES):

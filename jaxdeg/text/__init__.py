@@ -1,0 +1,1 @@
+"""Text conditioning: CLIP's BPE tokenizer, prompt encoding with a cache, GenDeg's prompts."""
