@@ -11,18 +11,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdeg.interop import clip_text, diffusers
+from jaxdeg.interop import clip_text, compvis
 from jaxdeg.text.tokenizer import MAX_LENGTH, CLIPTokenizer, VocabularyNotFoundError
 
-COMPVIS_PREFIX = "cond_stage_model.transformer."
-
-
-def _read_file(path, allow_unsafe_pickle, flag):
-  try:
-    from jaxdeg.interop import compvis  # reads Lightning .ckpt files (with the opt-in) and .safetensors
-  except ImportError:
-    return diffusers.load_state_dict(path)
-  return compvis.read_state_dict(path, allow_unsafe_pickle=allow_unsafe_pickle, flag=flag)
+COMPVIS_PREFIX = compvis.TEXT_PREFIX
+# where a text encoder's tensors start: in an SD-1.x file, in transformers 4 and 5 state dicts (only
+# those are read from a single file: an SD-1.x file's UNet and VAE are not kept)
+_TEXT_KEYS = (COMPVIS_PREFIX, "text_model.", "embeddings.", "encoder.", "final_layer_norm.")
 
 
 def load_text_encoder(path, allow_unsafe_pickle=False, flag="allow_unsafe_pickle=True", **overrides):
@@ -34,7 +29,7 @@ def load_text_encoder(path, allow_unsafe_pickle=False, flag="allow_unsafe_pickle
   if os.path.isdir(path):
     model, variables = clip_text.import_text_encoder(path, **overrides)
     return model, variables["params"]
-  state_dict = _read_file(path, allow_unsafe_pickle, flag)
+  state_dict = compvis.read_state_dict(path, allow_unsafe_pickle=allow_unsafe_pickle, flag=flag, prefixes=_TEXT_KEYS)
   if any(k.startswith(COMPVIS_PREFIX) for k in state_dict):
     state_dict = {k[len(COMPVIS_PREFIX):]: v for k, v in state_dict.items() if k.startswith(COMPVIS_PREFIX)}
   model = CLIPTextTransformer(**{**clip_text.kwargs_from_state_dict(state_dict), **overrides})
