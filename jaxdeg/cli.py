@@ -4,12 +4,14 @@
   jaxdeg degrade IN OUT --type haze --intensity 0.6        image-level utilities
   jaxdeg restore --workdir RUN IN OUT_DIR [--tile 256]     a trained restorer on images or a folder
   jaxdeg transfer --workdir RUN --content X --reference Y OUT   a trained degradation model
+  jaxdeg gendeg --weights gendeg.ckpt --type haze --mu 0.3 --sigma 0.1 IN OUT   GenDeg's released model
 """
 import importlib
 import sys
 
 # Subcommand -> module with `main(argv) -> int`.
-UTILITIES = {"degrade": "jaxdeg.degrade.cli", "restore": "jaxdeg.restore_cli", "transfer": "jaxdeg.transfer"}
+UTILITIES = {"degrade": "jaxdeg.degrade.cli", "restore": "jaxdeg.restore_cli", "transfer": "jaxdeg.transfer",
+             "gendeg": "jaxdeg.gendeg_cli"}
 
 
 def finish_batch(summary, skipped, what):

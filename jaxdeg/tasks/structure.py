@@ -12,6 +12,8 @@ sources hold pairs (then the target is the real degraded image). The "generated"
     target's type and measured μ/σ (`structure.ldm_steps` Euler-ancestral steps per training step:
     slow, but what the network will see in synthesis).
 Loss: L1 to the target. Eval: PSNR of generated and corrected images against the target.
+
+`official_corrector` reads GenDeg's released corrector (NAFNet_Combine's checkpoint) instead.
 """
 import functools
 
@@ -70,6 +72,26 @@ class _FrozenLdm:
   def load(self):
     state = load_state(self.workdir)
     return {"params": inference_params(state, self.use_ema), "vae": state.model_state["vae"]}
+
+
+def official_corrector(path, *, allow_unsafe_pickle=False, flag="allow_unsafe_pickle=True", dtype=jnp.float32):
+  """(correct, params) for GenDeg's structure-correction checkpoint ({'state_dict': ...}, basicsr
+  names; run_single.py's NAFNet_Combine, width 64, [2, 2, 4, 8], 12, [2, 2, 2, 2], sizes read off the
+  file): `correct(params, clean, generated)` on images in [0, 1] returns the corrected image in
+  [0, 1], unclipped. The network runs as the official code calls it: in [-1, 1], zero-padded."""
+  from jaxdeg.interop import compvis
+  state_dict = compvis.read_state_dict(path, allow_unsafe_pickle=allow_unsafe_pickle, flag=flag)
+  kwargs = compvis.nafnet_kwargs(state_dict)
+  if (kwargs["in_channels"], kwargs["out_channels"]) != (6, 3):
+    raise ConfigError(f"{path}: a NAFNet with {kwargs['in_channels']} → {kwargs['out_channels']} channels, not "
+                      "GenDeg's structure corrector (clean ‖ generated → 3)")
+  model = NAFNet(**kwargs, pad_mode="constant", dtype=dtype)
+  params = compvis.nafnet_params(state_dict, model, what=f"{path}: structure corrector")
+
+  def correct(params, clean, generated):
+    x = jnp.concatenate([clean, generated], axis=-1) * 2.0 - 1.0
+    return (model.apply({"params": params}, x).astype(jnp.float32) + 1.0) * 0.5
+  return correct, params
 
 
 class StructureTask(Task):

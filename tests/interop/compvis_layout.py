@@ -13,6 +13,9 @@ UNET = dict(block_out_channels=(16, 32, 32), layers_per_block=1,
             down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
             up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=32,
             attention_head_dim=2, norm_num_groups=8)
+# two levels: a cheaper program for the sampler tests
+UNET_2_LEVELS = {**UNET, "block_out_channels": (16, 32), "down_block_types": ("CrossAttnDownBlock2D", "DownBlock2D"),
+                 "up_block_types": ("UpBlock2D", "CrossAttnUpBlock2D")}
 HEADS, GROUPS, CONTEXT_LEN = 2, 8, 5
 VAE = dict(block_out_channels=(16, 32), layers_per_block=1, down_block_types=("DownEncoderBlock2D",) * 2,
            up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4, norm_num_groups=8)
@@ -21,12 +24,12 @@ _RESNET = {"norm1": "in_layers.0", "conv1": "in_layers.2", "time_emb_proj": "emb
            "conv2": "out_layers.3", "conv_shortcut": "skip_connection"}
 
 
-def torch_unet(in_channels=8, seed=0):
+def torch_unet(in_channels=8, seed=0, config=UNET):
   import torch
   from diffusers import UNet2DConditionModel
   from tests.ldm.torch_ref import _perturb
   torch.manual_seed(seed)
-  return _perturb(UNet2DConditionModel(sample_size=8, in_channels=in_channels, out_channels=4, **UNET), seed)
+  return _perturb(UNet2DConditionModel(sample_size=8, in_channels=in_channels, out_channels=4, **config), seed)
 
 
 def torch_vae(seed=0):

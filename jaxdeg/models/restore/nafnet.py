@@ -2,8 +2,9 @@
 
 Layer for layer as the official model, so its weights can be imported: a U-Net of NAFBlocks with
 2×2 stride-2 conv downsampling, 1×1 conv + PixelShuffle upsampling, additive skips and a global
-residual. Any input size works: H, W are reflect-padded to a multiple of 2**len(enc_blocks) and the
-output is cropped back (the official code zero-pads; reflect avoids a dark border at the seam).
+residual. Any input size works: H, W are padded to a multiple of 2**len(enc_blocks) and the output is
+cropped back: reflect by default (a seam without a dark border), or zeros (`pad_mode='constant'`) as
+the official code, for its checkpoints.
 """
 from typing import Any, Sequence
 
@@ -65,6 +66,7 @@ class NAFNet(nn.Module):
   dec_blocks: Sequence[int] = (2, 2, 2, 2)
   in_channels: int = 3
   out_channels: int = 3
+  pad_mode: str = "reflect"  # or 'constant' (zeros)
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -77,7 +79,7 @@ class NAFNet(nn.Module):
     if self.out_channels > self.in_channels:
       raise ConfigError(f"NAFNet: out_channels {self.out_channels} > in_channels {self.in_channels} "
                        "leaves the global residual undefined")
-    x_in, (h, w) = pad_to_multiple(inp, 2 ** len(self.enc_blocks))
+    x_in, (h, w) = pad_to_multiple(inp, 2 ** len(self.enc_blocks), self.pad_mode)
     x = layers.Conv(self.width, (3, 3), padding=1, dtype=self.dtype, name="intro")(x_in)
     skips = []
     chan = self.width

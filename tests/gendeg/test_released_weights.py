@@ -1,0 +1,262 @@
+"""GenDeg's released weights in jaxdeg: `jaxdeg gendeg`'s sampler against an independent PyTorch
+reference, the structure corrector against a PyTorch NAFNet_Combine, and the command itself.
+
+The sampler reference (`torch_sample`) is diffusers' UNet and VAE, loaded through diffusers' own
+single-file conversion of the same small random CompVis checkpoint (EMA weights extracted), driven
+by a hand-written loop following k-diffusion's `sample_euler_ancestral` with its `CompVisDenoiser`
+(σ grid by log-σ interpolation at linspace(999, 0, n), σ → t by the inverse interpolation,
+input × 1/√(σ²+1), denoised = x − σ·ε) and run_single.py's CFGDenoiser (the three conditionings in
+one batch, ε(∅,∅) + s_T·[ε(I,T) − ε(I,∅)] + s_I·[ε(I,∅) − ε(∅,∅)]), as run_single.py calls them;
+the initial noise and every step's noise are injected into both.
+"""
+import numpy as np
+import pytest
+from PIL import Image
+
+from jaxdeg import gendeg_cli
+from jaxdeg.gendeg_cli import GenDeg
+from jaxdeg.interop import compvis
+from jaxdeg.tasks.structure import official_corrector
+from tests.interop import compvis_layout as layout
+from tests.ldm.torch_ref import nchw, nhwc
+
+import torch  # noqa: E402  (test dependencies, pinned in pyproject)
+import torch.nn.functional as F  # noqa: E402
+from diffusers import AutoencoderKL as TorchVAE, UNet2DConditionModel  # noqa: E402
+from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint, convert_ldm_vae_checkpoint  # noqa: E402
+
+STEPS, L, D = 10, layout.CONTEXT_LEN, 32
+
+
+@pytest.fixture(scope="module")
+def release(tmp_path_factory):
+  from safetensors.torch import save_file
+  small = layout.UNET_2_LEVELS
+  trained, ema, vae = layout.torch_unet(seed=1, config=small), layout.torch_unet(seed=0, config=small), layout.torch_vae()
+  sd = layout.gendeg_state_dict(trained, ema, vae)
+  folder = tmp_path_factory.mktemp("release")
+  save_file(sd, str(folder / "gendeg.safetensors"))
+  weights = compvis.load(str(folder / "gendeg.safetensors"), num_heads=layout.HEADS, norm_num_groups=layout.GROUPS)
+  torch.manual_seed(0)
+  net = TorchNAFNetCombine(8, 1, (1, 2), (1, 1)).eval()
+  with torch.no_grad():  # off the identity the zero-initialised block scales start at
+    for name, p in net.named_parameters():
+      if name.endswith(("beta", "gamma")) or p.ndim == 1:
+        p.add_(0.3 * torch.randn(p.shape))
+  torch.save({"state_dict": net.state_dict(), "iter": np.int64(1000)}, folder / "nafnet_sd.ckpt")
+  return dict(sd=sd, folder=folder, weights=weights, config=dict(trained.config), vae_config=dict(vae.config),
+              corrector=net, corrector_path=str(folder / "nafnet_sd.ckpt"))
+
+
+def _k_diffusion_sigmas(alphas_cumprod, n):
+  log_sigmas = (((1 - alphas_cumprod) / alphas_cumprod) ** 0.5).log()
+  t = torch.linspace(len(log_sigmas) - 1, 0, n)
+  low, high, w = t.floor().long(), t.ceil().long(), t.frac()
+  return torch.cat([((1 - w) * log_sigmas[low] + w * log_sigmas[high]).exp(), torch.zeros(1)]), log_sigmas
+
+
+def _sigma_to_t(sigma, log_sigmas):
+  log_sigma = sigma.log()
+  dists = log_sigma - log_sigmas[:, None]
+  low = dists.ge(0).cumsum(dim=0).argmax(dim=0).clamp(max=log_sigmas.shape[0] - 2)
+  lo, hi = log_sigmas[low], log_sigmas[low + 1]
+  w = ((lo - log_sigma) / (lo - hi)).clamp(0, 1)
+  return (1 - w) * low + w * (low + 1)
+
+
+def torch_sample(r, clean, text, null_text, mu_bins, sigma_bins, noise, step_noise, text_scale, image_scale):
+  """run_single.py's sampling with --s (the corrector on the decoded sample), in PyTorch."""
+  sd, cfg, vcfg = r["sd"], r["config"], r["vae_config"]
+  unet = UNet2DConditionModel.from_config(cfg)
+  unet.load_state_dict(convert_ldm_unet_checkpoint(sd, cfg, extract_ema=True), strict=True)
+  vae = TorchVAE.from_config(vcfg)
+  vae.load_state_dict(convert_ldm_vae_checkpoint(sd, vcfg), strict=True)
+  unet, vae = unet.eval(), vae.eval()
+  # CompVis's schedule: linear in √β, float64, stored as float32
+  betas = torch.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000, dtype=torch.float64) ** 2
+  sigmas, log_sigmas = _k_diffusion_sigmas(torch.cumprod(1 - betas, 0).float(), STEPS)
+  b = clean.shape[0]
+
+  def context(text, stats):
+    s = F.linear(stats, sd["stats_proj.weight"], sd["stats_proj.bias"]).transpose(1, 2)
+    return F.linear(torch.cat([text, s], -1), sd["cc_projection.weight"], sd["cc_projection.bias"])
+
+  stats = torch.zeros(b, 2, 129)
+  stats[torch.arange(b), 0, torch.as_tensor(mu_bins)] = 1
+  stats[torch.arange(b), 1, torch.as_tensor(sigma_bins)] = 1
+  null_stats = torch.zeros(b, 2, 129)
+  null_stats[:, :, -1] = 1
+  with torch.no_grad():
+    image = vae.encode(nchw(clean * 2 - 1)).latent_dist.mode()
+    cond = context(torch.from_numpy(text), stats)
+    uncond = context(torch.from_numpy(null_text)[None].repeat(b, 1, 1), null_stats)
+    x = nchw(noise) * sigmas[0]
+    for i in range(STEPS):
+      s, s_to = sigmas[i], sigmas[i + 1]
+      t = _sigma_to_t(s.reshape(1), log_sigmas).repeat(3 * b)
+      x3 = torch.cat([x] * 3)
+      eps = unet(torch.cat([x3 / (s ** 2 + 1) ** 0.5, torch.cat([image, image, torch.zeros_like(image)])], 1), t,
+                 encoder_hidden_states=torch.cat([cond, uncond, uncond])).sample
+      c, ic, u = (x3 - eps * s).chunk(3)
+      denoised = u + text_scale * (c - ic) + image_scale * (ic - u)
+      up = min(s_to, (s_to ** 2 * (s ** 2 - s_to ** 2) / s ** 2) ** 0.5)
+      down = (s_to ** 2 - up ** 2) ** 0.5
+      x = x + (x - denoised) / s * (down - s)
+      if s_to > 0:
+        x = x + nchw(step_noise[i]) * up
+    out = vae.decode(x / 0.18215).sample.clamp(-1, 1)
+    out = r["corrector"](torch.cat([nchw(clean * 2 - 1), out], 1))
+  return nhwc(((out + 1) / 2).clamp(0, 1))
+
+
+def _inputs(seed, b=2):
+  rng = np.random.default_rng(seed)
+  f32 = lambda a: np.asarray(a, np.float32)
+  return dict(clean=f32(rng.uniform(0, 1, (b, 16, 16, 3))), text=f32(rng.normal(size=(b, L, D))),
+              null_text=f32(rng.normal(size=(L, D))), mu_bins=np.array([30, 77], np.int32)[:b],
+              sigma_bins=np.array([12, 100], np.int32)[:b],
+              noise=f32(rng.normal(size=(b, 8, 8, 4))), step_noise=f32(rng.normal(size=(STEPS, b, 8, 8, 4))))
+
+
+def test_euler_ancestral_10_steps_match_a_torch_reference(release):
+  x = _inputs(0)
+  corrector = official_corrector(release["corrector_path"], allow_unsafe_pickle=True)
+  ours = GenDeg(release["weights"], STEPS, text_scale=7.5, image_scale=1.5, corrector=corrector)(
+      x["clean"], x["text"], x["null_text"], x["mu_bins"], x["sigma_bins"], x["noise"], x["step_noise"], correct=True)
+  ref = torch_sample(release, **x, text_scale=7.5, image_scale=1.5)
+  diff = float(np.abs(np.asarray(ours) - ref).max())
+  print(f"10-step Euler-ancestral sample + structure correction, max |jaxdeg − torch| = {diff:.2e} (images in [0, 1])")
+  assert ours.shape == (2, 16, 16, 3) and diff < 1e-4, diff
+  assert float(np.abs(ref[0] - ref[1]).max()) > 1e-2  # the two requests really differ
+
+
+class TorchNAFNetCombine(torch.nn.Module):
+  """run_single.py's NAFNet_Combine on the official NAFNet layout: 6 channels in, 3 out, zero
+  padding to a multiple of 2**levels, residual from the generated image (channels 3:6)."""
+
+  def __init__(self, width, middle, enc, dec):
+    super().__init__()
+    from benchmarks.peers.torch_nafnet import NAFNet
+    net = NAFNet(6, width, middle, enc, dec)
+    for name in ("intro", "encoders", "downs", "middle_blks", "ups", "decoders"):
+      setattr(self, name, getattr(net, name))
+    self.ending = torch.nn.Conv2d(width, 3, 3, padding=1)
+    self.padder_size = net.padder_size
+
+  def forward(self, inp):
+    h, w = inp.shape[-2:]
+    inp = F.pad(inp, (0, -w % self.padder_size, 0, -h % self.padder_size))
+    x = self.intro(inp)
+    skips = []
+    for enc, down in zip(self.encoders, self.downs):
+      x = enc(x)
+      skips.append(x)
+      x = down(x)
+    x = self.middle_blks(x)
+    for dec, up, skip in zip(self.decoders, self.ups, skips[::-1]):
+      x = dec(up(x) + skip)
+    return (self.ending(x) + inp[:, 3:6])[:, :, :h, :w]
+
+
+def test_structure_corrector_matches_torch_nafnet_combine(release):
+  import jax
+  correct, params = official_corrector(release["corrector_path"], allow_unsafe_pickle=True)
+  rng = np.random.default_rng(3)
+  clean, generated = (rng.uniform(0, 1, (2, 13, 22, 3)).astype(np.float32) for _ in range(2))  # padded to 16 × 24
+  ours = np.asarray(jax.jit(correct)(params, clean, generated))
+  with torch.no_grad():
+    ref = nhwc((release["corrector"](torch.cat([nchw(clean), nchw(generated)], 1) * 2 - 1) + 1) / 2)
+  diff = float(np.abs(ours - ref).max())
+  print(f"structure corrector, max |jaxdeg − torch| = {diff:.2e}")
+  assert ours.shape == clean.shape and diff < 1e-4, diff
+  assert float(np.abs(ours - generated).max()) > 1e-2  # not the identity
+
+
+class FakePromptEncoder:
+  """Stands in for the CLIP text encoder: a fixed random embedding per prompt."""
+
+  def __init__(self):
+    self.seen = []
+
+  def __call__(self, prompts):
+    self.seen += list(prompts)
+    return np.stack([np.random.default_rng(len(p)).normal(size=(L, D)).astype(np.float32) for p in prompts])
+
+  @property
+  def null(self):
+    return self([""])[0]
+
+
+def _run(argv, capsys):
+  rc = gendeg_cli.main([str(a) for a in argv])
+  return rc, capsys.readouterr()
+
+
+def test_command_writes_samples_and_corrects_haze(release, tmp_path, capsys, monkeypatch):
+  import functools
+  fake = FakePromptEncoder()
+  monkeypatch.setattr(gendeg_cli, "prompt_encoder", lambda weights, vocabulary=None: fake)
+  # the small model's head and group counts (SD-1.x's 8 and 32 are the command's)
+  monkeypatch.setattr(compvis, "load", functools.partial(compvis.load, num_heads=layout.HEADS,
+                                                         norm_num_groups=layout.GROUPS))
+  Image.fromarray((np.random.default_rng(0).uniform(0, 255, (20, 30, 3))).astype(np.uint8)).save(tmp_path / "in.png")
+  # the sizes of the parity test above: the same program, from the compilation cache
+  rc, out = _run(["--weights", release["folder"] / "gendeg.safetensors", "--type", "haze", "--mu", "0.3",
+                  "--sigma", "0.1", "--steps", STEPS, "--resolution", "16", "--samples", "2", "--caption", "a street",
+                  "--structure", release["corrector_path"], "--trust-pickle", tmp_path / "in.png", tmp_path / "out.png"],
+                 capsys)
+  assert rc == 0, out.err
+  a, b = (np.asarray(Image.open(tmp_path / f"out_{i}.png")) for i in range(2))
+  assert a.shape == b.shape == (16, 16, 3) and np.abs(a.astype(int) - b).max() > 0
+  assert fake.seen[0] == "a street, in hazy conditions" and "" in fake.seen
+  assert "structure-corrected" in out.out and "EMA" in out.out
+
+
+def test_command_errors_are_one_line(release, tmp_path, capsys):
+  Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "in.png")
+  (tmp_path / "pipe" / "unet").mkdir(parents=True)
+  (tmp_path / "pipe" / "unet" / "config.json").write_text("{}")
+  torch.save(layout.lightning_checkpoint({"x": torch.zeros(1)}), tmp_path / "gendeg.ckpt")
+  good = ["--mu", "0.3", "--sigma", "0.1", tmp_path / "in.png", tmp_path / "out.png"]
+  cases = [(["--weights", tmp_path / "none.ckpt", "--type", "haze", *good], "no such file"),
+           (["--weights", tmp_path / "pipe", "--type", "haze", *good], "a folder"),
+           (["--weights", tmp_path / "gendeg.ckpt", "--type", "haze", *good], "--trust-pickle"),
+           (["--weights", tmp_path / "gendeg.ckpt", "--type", "fog", *good], "unknown degradation type 'fog'"),
+           (["--weights", tmp_path / "gendeg.ckpt", "--type", "haze", "--mu", "0.9", "--sigma", "0.1",
+             tmp_path / "in.png", "o.png"], "--mu 0.9: out of range"),
+           (["--weights", tmp_path / "gendeg.ckpt", "--type", "haze", "--mu", "0.2", "--sigma", "-0.1",
+             tmp_path / "in.png", "o.png"], "--sigma -0.1: out of range")]
+  for argv, reason in cases:
+    rc, out = _run(argv, capsys)
+    lines = out.err.strip().splitlines()
+    assert rc == 2 and len(lines) == 1 and lines[0].startswith("jaxdeg: error: ") and reason in lines[0], out.err
+
+
+def test_ldm_task_starts_from_a_single_file(tmp_path):
+  """configs/gendeg_ldm.py:tiny with init_weights.path: the UNet (conv_in widened 4 → 8 with zeros)
+  and the frozen VAE come from an SD-style CompVis file, read when the jitted init runs."""
+  import flax.linen as nn
+  import jax
+  from safetensors.torch import save_file
+  from jaxdeg.tasks.ldm import LdmTask
+  from tests.gendeg.conftest import ONE_DEVICE
+  from tests.utils import load_config
+  torch.manual_seed(0)
+  unet = UNet2DConditionModel(sample_size=16, in_channels=4, out_channels=4, block_out_channels=(32,), layers_per_block=1,
+                              down_block_types=("DownBlock2D",), up_block_types=("UpBlock2D",), cross_attention_dim=32,
+                              attention_head_dim=2, norm_num_groups=8).eval()
+  vae = layout.torch_vae()
+  sd = {"model.diffusion_model." + k: v for k, v in layout.to_compvis_unet(unet.state_dict(), dict(unet.config)).items()}
+  sd.update({"first_stage_model." + k: v for k, v in layout.to_compvis_vae(vae.state_dict(), dict(vae.config)).items()})
+  save_file({k: v.contiguous() for k, v in sd.items()}, str(tmp_path / "sd.safetensors"))
+  task = LdmTask(load_config("configs/gendeg_ldm.py:tiny", **ONE_DEVICE, init_weights__path=str(tmp_path / "sd.safetensors"),
+                             vae__norm_num_groups=layout.GROUPS))
+  state = jax.jit(task.init_state)(jax.random.PRNGKey(0))
+  params, ema = nn.meta.unbox(state.params), nn.meta.unbox(state.ema_params)
+  k = np.asarray(params["unet"]["conv_in"]["kernel"])
+  want = sd["model.diffusion_model.input_blocks.0.0.weight"].numpy().transpose(2, 3, 1, 0)
+  assert k.shape == (3, 3, 8, 32) and not k[..., 4:, :].any()
+  np.testing.assert_array_equal(k[..., :4, :], want)
+  np.testing.assert_array_equal(np.asarray(ema["unet"]["conv_out"]["bias"]), unet.conv_out.bias.detach().numpy())
+  np.testing.assert_array_equal(np.asarray(nn.meta.unbox(state.model_state["vae"])["encoder"]["conv_in"]["bias"]),
+                                vae.encoder.conv_in.bias.detach().numpy())
