@@ -12,6 +12,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from jaxdeg import log_filter
 from jaxdeg.errors import UserError
 
 MODES = ("train", "evaluate", "compile", "synthesize", "cache_latents")
@@ -24,6 +25,7 @@ _STEP = flags.DEFINE_integer("step", None, "Checkpoint step for --mode=evaluate 
 _COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (multi-process).")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes (multi-process).")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index (multi-process).")
+_VERBOSE = flags.DEFINE_bool("verbose", False, "Also print the libraries' INFO logs (orbax, XLA, clu).")
 
 
 def run(config, workdir, mode="train", step=None):
@@ -40,10 +42,7 @@ def run(config, workdir, mode="train", step=None):
     return synth_run.run(config, trainer.ensure_workdir(workdir))
   if mode == "cache_latents":
     from jaxdeg import tasks
-    task = tasks.get(config)
-    if not hasattr(task, "write_latent_cache"):
-      raise UserError(f"--mode=cache_latents: task {config.task!r} has no latent cache (the ldm task has)")
-    return task.write_latent_cache()
+    return tasks.get(config).write_latent_cache()
   raise UserError(f"--mode={mode!r}: must be one of {', '.join(MODES)}")
 
 
@@ -54,6 +53,7 @@ def _main(argv):
     raise app.UsageError("--config is required, e.g. --config=configs/demo.py")
   if not _WORKDIR.value:
     raise app.UsageError("--workdir is required")
+  log_filter.install(_VERBOSE.value)
   try:
     from jaxdeg.train import distributed
     distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)

@@ -1,11 +1,18 @@
 """Shared test helpers."""
 import importlib.util
 import os
+import re
 
 import jax
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def xla_flags(devices):
+  """The test session's XLA_FLAGS (conftest.py) with `devices` fake CPU devices, for subprocesses."""
+  flags = re.sub(r"--xla_force_host_platform_device_count=\d+", "", os.environ.get("XLA_FLAGS", ""))
+  return f"--xla_force_host_platform_device_count={devices} {flags.strip()}"
 
 
 def load_config(spec, steps=None, overrides=(), **fields):

@@ -14,8 +14,12 @@ _SKIMAGE = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "im
 
 
 def _skimage(name):
+  import warnings
+
   import skimage.data
-  return np.asarray(getattr(skimage.data, name)())[..., :3]
+  with warnings.catch_warnings():  # skimage's own loaders call its deprecated plugin machinery
+    warnings.simplefilter("ignore", FutureWarning)
+    return np.asarray(getattr(skimage.data, name)())[..., :3]
 
 
 def _sklearn(index):

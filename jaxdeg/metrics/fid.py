@@ -11,7 +11,10 @@ evaluation set can be any size and batches come one at a time. Mean and covarian
 as np.cov) are those of all the rows added; the distance is pytorch-fid's
 `calculate_frechet_distance`, its matrix square root's trace taken through symmetric
 eigendecompositions (or, with method='sqrtm', exactly its path: scipy's sqrtm, the eps-offset retry
-for a singular product, real part).
+for a singular product, real part). With fewer rows than dimensions on both sides (small evaluation
+sets, per-group FIDs) the same distance is computed exactly from the rows themselves: the nonzero
+eigenvalues of Σ1 Σ2 are those of (A1 A2ᵀ)(A1 A2ᵀ)ᵀ / ((n1 − 1)(n2 − 1)) for the centred rows A, so
+tr √(Σ1 Σ2) is the nuclear norm of A1 A2ᵀ, an n1 × n2 SVD instead of D × D eigendecompositions.
 """
 import logging
 
@@ -32,6 +35,7 @@ class FeatureStats:
     self._shift = None  # the first batch's mean: sums of shifted rows lose less to cancellation
     self._sum = None
     self._outer = None
+    self._rows = []  # the shifted rows themselves, while there are fewer than D (the low-rank path)
 
   def add(self, features):
     f = np.asarray(features, np.float64)
@@ -48,12 +52,24 @@ class FeatureStats:
     if self._shift is None:
       self._shift = f.mean(axis=0)
       self._sum = np.zeros(self.dim)
-      self._outer = np.zeros((self.dim, self.dim))
     f = f - self._shift
     self._sum += f.sum(axis=0)
-    self._outer += f.T @ f
     self.count += f.shape[0]
+    if self._rows is not None and self.count < self.dim:
+      self._rows.append(f)  # the D × D sums wait until there are D rows
+      return self
+    if self._outer is None:
+      self._outer = sum((r.T @ r for r in self._rows or ()), np.zeros((self.dim, self.dim)))
+      self._rows = None
+    self._outer += f.T @ f
     return self
+
+  def centred_rows(self):
+    """(N, D) rows minus their mean while N < D, else None."""
+    if self._rows is None:
+      return None
+    rows = np.concatenate(self._rows)
+    return rows - rows.mean(axis=0)
 
   def _check(self, what):
     if self.count < 2:
@@ -67,7 +83,8 @@ class FeatureStats:
     """Unbiased covariance (D, D), as np.cov(features, rowvar=False)."""
     self._check("the covariance")
     centred = self._sum / self.count
-    cov = (self._outer - self.count * np.outer(centred, centred)) / (self.count - 1)
+    outer = self._outer if self._rows is None else sum(r.T @ r for r in self._rows)
+    cov = (outer - self.count * np.outer(centred, centred)) / (self.count - 1)
     return (cov + cov.T) / 2  # exactly symmetric, whatever the rounding of the sums
 
 
@@ -130,4 +147,10 @@ class FidAccumulator:
         raise UserError(f"FID: needs at least 2 {name} feature rows, got {stats.count}")
     if self.real.dim != self.fake.dim:
       raise UserError(f"FID: real features have {self.real.dim} values per row, fake ones {self.fake.dim}")
-    return frechet_distance(self.real.mean(), self.real.cov(), self.fake.mean(), self.fake.cov())
+    a1, a2 = self.real.centred_rows(), self.fake.centred_rows()
+    if a1 is None or a2 is None:
+      return frechet_distance(self.real.mean(), self.real.cov(), self.fake.mean(), self.fake.cov())
+    diff = self.real.mean() - self.fake.mean()
+    n1, n2 = len(a1) - 1, len(a2) - 1
+    trace_sqrt = np.sum(np.linalg.svd(a1 @ a2.T, compute_uv=False)) / np.sqrt(n1 * n2)
+    return float(diff @ diff + np.sum(a1 * a1) / n1 + np.sum(a2 * a2) / n2 - 2 * trace_sqrt)

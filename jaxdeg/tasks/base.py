@@ -1,10 +1,11 @@
 """What the generic trainer needs from a task. Tasks are where a model meets a loss."""
 import abc
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Optional
 
 import grain
 import jax
 
+from jaxdeg.errors import ConfigError
 from jaxdeg.train.state import TrainState
 
 Batch = dict[str, Any]
@@ -50,5 +51,31 @@ class Task(abc.ABC):
     """Names of the ids in eval_step's 'groups' ({field: names}); none by default."""
     return {}
 
+  def params_from_foreign_checkpoint(self, path: str, state: TrainState) -> Optional[TrainState]:
+    """For `config.init_from` naming a file (e.g. a paper's released weights) rather than a run:
+    `state` (freshly initialised) with what the file holds put in (host arrays are fine; the
+    trainer places them on the mesh). None: this task starts only from runs."""
+    return None
+
   def data_iterator(self) -> Iterator[Batch]:
     return iter(self.train_data())
+
+  def eval_features(self, images: dict[str, jax.Array]) -> Optional[dict[str, jax.Array]]:
+    """Per-example feature sets of one eval batch's images ({name: (B, D)}, one of them 'target'),
+    e.g. Inception features; the trainer reports the FID of each set against 'target'. None: no
+    features (the default)."""
+    del images
+    return None
+
+  # Whether eval_full_resolution is implemented (the trainer refuses config.eval.full_resolution
+  # before training otherwise); by default a task evaluates crops only.
+  full_resolution_eval = False
+
+  def eval_full_resolution(self, state: TrainState) -> Iterator[dict[str, Any]]:
+    """eval_step's output (batches of one) for every eval image at its own size, for
+    `config.eval.full_resolution`."""
+    raise NotImplementedError
+
+  def write_latent_cache(self) -> Any:
+    """--mode=cache_latents: encodes training batches once into `config.data.latent_cache`."""
+    raise ConfigError(f"--mode=cache_latents: task {self.config.task!r} has no latent cache (the ldm task has)")

@@ -16,6 +16,8 @@ per test set) when `config.eval.inception_weights` names pytorch-fid's Inception
 `config.eval.full_resolution` every eval image is restored at its own size instead, in overlapping
 tiles of `config.eval.tile`² (`eval_full_resolution`), as the benchmark protocols measure.
 """
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -164,6 +166,8 @@ class RestoreTask(Task):
       out["groups"] = self._groups(batch)
     return out
 
+  full_resolution_eval = True
+
   def eval_full_resolution(self, state):
     """eval_step's output (batches of one) for every eval image at its own size, restored in
     overlapping tiles (jaxdeg.models.restore.tiling, as `jaxdeg restore` does); device arrays.
@@ -174,7 +178,7 @@ class RestoreTask(Task):
     are clipped only to images smaller than a tile); blending and metrics once per image size.
     """
     tile, overlap, per_call = getattr(self, "tiling", None) or tile_settings(self.config.eval, self.align)
-    fns = self._full_resolution_functions()
+    fns = self._full_resolution_functions
     per_call = -(-per_call // fns["devices"]) * fns["devices"]
     params = _replicate(self._eval_params(state), fns["replicated"])
     home = fns["home"]
@@ -197,18 +201,17 @@ class RestoreTask(Task):
         out["groups"] = self._groups({k: example[k][None] for k in ("type", "source")})
       yield out
 
+  @functools.cached_property
   def _full_resolution_functions(self):
     # jitted once per task: evaluations during training reuse the compiled functions
-    if not hasattr(self, "_full_res"):
-      devices = jax.local_devices()
-      mesh = Mesh(np.array(devices), ("tiles",))
-      replicated, split = NamedSharding(mesh, PartitionSpec()), NamedSharding(mesh, PartitionSpec("tiles"))
-      self._full_res = dict(
-          devices=len(devices), home=devices[0], replicated=replicated, split=split,
-          apply=jax.jit(lambda p, x: self.model.apply({"params": p}, x), in_shardings=(replicated, split)),
-          degrade=jax.jit(lambda index, clean: self._eval_pair({"image": clean, "index": index})[1]),
-          outputs=jax.jit(self._eval_outputs))
-    return self._full_res
+    devices = jax.local_devices()
+    mesh = Mesh(np.array(devices), ("tiles",))
+    replicated, split = NamedSharding(mesh, PartitionSpec()), NamedSharding(mesh, PartitionSpec("tiles"))
+    return dict(
+        devices=len(devices), home=devices[0], replicated=replicated, split=split,
+        apply=jax.jit(lambda p, x: self.model.apply({"params": p}, x), in_shardings=(replicated, split)),
+        degrade=jax.jit(lambda index, clean: self._eval_pair({"image": clean, "index": index})[1]),
+        outputs=jax.jit(self._eval_outputs))
 
   def group_names(self):
     if not self.paired:
@@ -227,19 +230,23 @@ class RestoreTask(Task):
   def eval_data(self):
     d = self.config.data
     if self.paired:
-      if not hasattr(self, "_eval"):
-        self._eval = from_config.eval_data(self.config)
-      return self._eval
+      return self._paired_eval_data
     return pipeline.eval_dataset(samples.SamplePhotos(d.eval_photos), crop=d.eval_crop,
                                  global_batch_size=self.config.eval.batch_size)
 
   def eval_images(self):
     """Every eval example uncropped, one at a time, with eval_data's 'index' (full resolution)."""
     if self.paired:
-      if not hasattr(self, "_eval_images"):
-        self._eval_images = from_config.eval_data(self.config, full_resolution=True)
-      return self._eval_images
+      return self._paired_eval_images
     return pipeline.eval_examples(samples.SamplePhotos(self.config.data.eval_photos))
+
+  @functools.cached_property
+  def _paired_eval_data(self):
+    return from_config.eval_data(self.config)
+
+  @functools.cached_property
+  def _paired_eval_images(self):
+    return from_config.eval_data(self.config, full_resolution=True)
 
 
 _inception_input = jax.jit(perceptual.inception.resize_bilinear)

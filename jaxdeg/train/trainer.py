@@ -55,7 +55,10 @@ class Setup:
       if size % divisor:
         raise ConfigError(f"config.{field}={size} is not divisible by the {divisor} batch shards of "
                           f"mesh {dict(self.mesh.shape)}")
-    _check_full_resolution(config, self.task)  # before training, not at its first evaluation
+    if config.eval.get("full_resolution", False) and not self.task.full_resolution_eval:
+      # before training, not at its first evaluation
+      raise ConfigError(f"config.eval.full_resolution=True: the {config.task} task evaluates crops only; "
+                        "set it to False")
     self.batch_sharding = mesh_lib.batch_sharding(self.mesh)
     self.rng = jax.random.PRNGKey(config.seed)
     abstract_boxed = jax.eval_shape(self.task.init_state, self.rng)
@@ -74,8 +77,18 @@ class Setup:
 
 
 def _load_init_from(setup, state):
-  """Params, model state and EMA from another run's latest checkpoint (fine-tuning)."""
+  """Params, model state and EMA from another run's latest checkpoint (fine-tuning), or from a
+  file the task reads (`Task.params_from_foreign_checkpoint`, e.g. released weights)."""
   src = setup.config.init_from
+  if os.path.isfile(src):
+    loaded = setup.task.params_from_foreign_checkpoint(src, state)
+    if loaded is None:
+      raise ConfigError(f"config.init_from={src}: a file; the {setup.config.task} task starts only from runs "
+                        "(folders with checkpoints)")
+    # host arrays the task put in → global arrays on the state's shardings (every process reads the file)
+    place = lambda a, s: a if isinstance(a, jax.Array) else jax.make_array_from_callback(
+        np.shape(a), s, lambda index: np.asarray(a)[index])
+    return jax.tree.map(place, loaded, setup.shardings)
   step = ckpt.latest_step(src)
   if step is None:
     raise ConfigError(f"config.init_from={src}: no checkpoint found there")
@@ -141,7 +154,8 @@ def train_and_evaluate(config, workdir, hooks=()):
     if config.init_from:
       state = _load_init_from(setup, state)
     from clu import parameter_overview
-    parameter_overview.log_parameter_overview(state.params, msg=f"{config.task} params")
+    parameter_overview.log_parameter_overview(state.params, msg=f"{config.task} params")  # with --verbose
+    logging.info("%s: %s parameters", config.task, f"{parameter_overview.count_parameters(state.params):,}")
     writer.write_hparams({k: v for k, v in _flatten(config.to_dict()).items()
                           if isinstance(v, (int, float, str, bool))})
   progress = writers.create_progress(total, writer, config.train.progress_every_secs)
@@ -224,7 +238,7 @@ def evaluate_state(setup, state, writer, step):
   results.update(_fid_results(fids.get((), {})))
   results["num_examples"] = int(count)
   scalars = {f"eval/{k}": v for k, v in results.items()}
-  names = setup.task.group_names() if hasattr(setup.task, "group_names") else {}
+  names = setup.task.group_names()
   for (field, gid), n in sorted(group_counts.items()):
     label = _group_label(names, field, gid)
     entry = {k: group_sums[(field, gid, k)] / n for k in sums}
@@ -242,8 +256,8 @@ def evaluate_state(setup, state, writer, step):
 
 def _with_features(task, out):
   """`out` plus the task's per-example feature sets of its eval images (e.g. FID's Inception
-  features), when the task has `eval_features` and it returns some."""
-  features = task.eval_features(out["images"]) if hasattr(task, "eval_features") and out.get("images") else None
+  features), when its `eval_features` returns some."""
+  features = task.eval_features(out["images"]) if out.get("images") else None
   return dict(out, features=features) if features else out
 
 
@@ -282,19 +296,12 @@ def _batched_outputs(setup, state):
 def _full_resolution_outputs(setup, state, rows):
   """(output, mask of ones) per image at full resolution; every process evaluates every image, so
   nothing is gathered across processes."""
-  _check_full_resolution(setup.config, setup.task)
   for out in setup.task.eval_full_resolution(state):
     out = _with_features(setup.task, out)
     if rows <= 0:  # full-size images leave the device only for the grid
       out = {k: v for k, v in out.items() if k != "images"}
     rows -= 1
     yield jax.device_get(out), np.ones(1, np.float32)
-
-
-def _check_full_resolution(config, task):
-  if config.eval.get("full_resolution", False) and not hasattr(task, "eval_full_resolution"):
-    raise ConfigError(f"config.eval.full_resolution=True: the {config.task} task evaluates crops only; "
-                      "set it to False")
 
 
 def _group_label(names, field, gid):

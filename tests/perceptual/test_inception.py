@@ -100,6 +100,26 @@ def test_frechet_distance_matches_pytorch_fid_and_an_eigendecomposition():
     fid.frechet_distance(*stats, method="newton")
 
 
+def test_fewer_rows_than_dimensions_use_the_rows_and_agree_with_pytorch_fid():
+  """Small sets (rows < D on both sides) take the exact low-rank path; batches that cross D rows
+  fall back to the covariances; both equal pytorch-fid's sqrtm value."""
+  rng = np.random.default_rng(5)
+  real, fake = _gaussian_features(rng, 40, 64, 0.0), _gaussian_features(rng, 30, 64, 0.4)
+  acc = fid.FidAccumulator()
+  for k in range(4):
+    acc.add(real[10 * k:10 * (k + 1)], fake[8 * k:8 * (k + 1)] if k < 3 else fake[24:])
+  assert acc.real.centred_rows().shape == (40, 64) and acc.fake.centred_rows().shape == (30, 64)
+  expected = ref.calculate_frechet_distance(*ref.activation_statistics(real), *ref.activation_statistics(fake))
+  print(f"low-rank FID {acc.result()!r}, pytorch-fid {expected!r}")
+  assert abs(acc.result() - expected) <= 1e-6 * expected
+  more = _gaussian_features(rng, 30, 64, 0.0)
+  acc.add(real_features=more)  # 70 rows > 64: the covariance path
+  assert acc.real.centred_rows() is None
+  expected = ref.calculate_frechet_distance(*ref.activation_statistics(np.concatenate([real, more])),
+                                            *ref.activation_statistics(fake))
+  assert abs(acc.result() - expected) <= 1e-6 * expected
+
+
 def test_identical_sets_give_zero():
   features = _gaussian_features(np.random.default_rng(3), 200, 64, 1.0)
   acc = fid.FidAccumulator().add(features, features)

@@ -1,7 +1,6 @@
 """Full-resolution evaluation of a restorer (`config.eval.full_resolution`): every eval image at its
 own size, tile by tile, with the same metrics, groups and outputs as the batched crops."""
 import json
-import types
 
 import jax
 import jax.numpy as jnp
@@ -143,7 +142,13 @@ def test_bad_tile_settings_name_the_field(fields, key):
 
 
 def test_tasks_without_full_resolution_evaluation_say_so():
-  setup = types.SimpleNamespace(task=object(), config=load_config("configs/gendeg_vae.py:tiny",
-                                                                  eval__full_resolution=True))
-  with pytest.raises(ConfigError, match=r"config\.eval\.full_resolution=True: the vae task"):
-    trainer.evaluate_state(setup, None, None, 0)
+  # refused when the run is set up, before any training
+  with pytest.raises(ConfigError, match=r"config\.eval\.full_resolution=True: the vae task evaluates crops only"):
+    trainer.Setup(load_config("configs/gendeg_vae.py:tiny", eval__full_resolution=True))
+  assert RestoreTask.full_resolution_eval and not tasks.get(load_config("configs/gendeg_vae.py:tiny")).full_resolution_eval
+
+
+def test_latent_cache_mode_needs_a_task_that_has_one(tmp_path):
+  from jaxdeg import main
+  with pytest.raises(ConfigError, match="--mode=cache_latents: task 'restore' has no latent cache"):
+    main.run(load_config(TINY), str(tmp_path), mode="cache_latents")

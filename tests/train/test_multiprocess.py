@@ -20,7 +20,7 @@ import pytest
 from jaxdeg.train import checkpoint as ckpt
 from jaxdeg.train import trainer
 from tests.train.driver import example_hashes
-from tests.utils import ROOT, load_config, max_abs_diff
+from tests.utils import ROOT, load_config, max_abs_diff, xla_flags
 
 pytestmark = pytest.mark.serial
 
@@ -32,7 +32,7 @@ FAKE_SLURM = os.path.join(ROOT, "tests", "train", "fake_slurm")
 
 def launch(workdir, *extra, steps=STEPS, heartbeat=60, per_process=((), ())):
   port = portpicker.pick_unused_port()
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+  env = dict(os.environ, XLA_FLAGS=xla_flags(4), JAX_PLATFORMS="cpu")
   return [subprocess.Popen(
       [sys.executable, "-m", "tests.train.driver", str(workdir), str(steps), "--coordinator", f"localhost:{port}",
        "--num-processes", "2", "--process-id", str(i), "--heartbeat-timeout", str(heartbeat), *extra,
@@ -87,7 +87,7 @@ def test_slurm_script_under_a_stand_in_matches_one_process_and_resumes_elsewhere
   env = dict(os.environ, PATH=f"{FAKE_SLURM}:{os.environ['PATH']}", PYTHON=sys.executable,
              SLURM_JOB_ID="4242", SLURM_NTASKS="2", SLURM_JOB_NUM_NODES="2", SLURM_JOB_NODELIST="node[1-2]",
              JAXDEG_COORDINATOR_PORT=str(portpicker.pick_unused_port()), JAX_PLATFORMS="cpu",
-             XLA_FLAGS="--xla_force_host_platform_device_count=4")
+             XLA_FLAGS=xla_flags(4))
   flags = [f"--config.{o}" for o in [f"train.steps={STEPS}", *COMMON]]
   run = subprocess.run(["bash", os.path.join(ROOT, "launch", "slurm.sbatch"), TINY, str(workdir), *flags],
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
