@@ -19,6 +19,7 @@ from jaxdeg.interop import compvis
 from jaxdeg.tasks.structure import official_corrector
 from tests.interop import compvis_layout as layout
 from tests.ldm.torch_ref import nchw, nhwc
+from tests.text.helpers import TINY_CLIP, torch_clip
 
 import torch  # noqa: E402  (test dependencies, pinned in pyproject)
 import torch.nn.functional as F  # noqa: E402
@@ -34,6 +35,10 @@ def release(tmp_path_factory):
   small = layout.UNET_2_LEVELS
   trained, ema, vae = layout.torch_unet(seed=1, config=small), layout.torch_unet(seed=0, config=small), layout.torch_vae()
   sd = layout.gendeg_state_dict(trained, ema, vae)
+  # a small CLIP text encoder where GenDeg's checkpoint holds ViT-L/14's
+  sd = {k: v for k, v in sd.items() if not k.startswith(compvis.TEXT_PREFIX)}
+  clip = torch_clip(**{**TINY_CLIP, "num_hidden_layers": 1})
+  sd.update({compvis.TEXT_PREFIX + k: v.contiguous() for k, v in clip.state_dict().items()})
   folder = tmp_path_factory.mktemp("release")
   save_file(sd, str(folder / "gendeg.safetensors"))
   weights = compvis.load(str(folder / "gendeg.safetensors"), num_heads=layout.HEADS, norm_num_groups=layout.GROUPS)
@@ -172,30 +177,22 @@ def test_structure_corrector_matches_torch_nafnet_combine(release):
   assert float(np.abs(ours - generated).max()) > 1e-2  # not the identity
 
 
-class FakePromptEncoder:
-  """Stands in for the CLIP text encoder: a fixed random embedding per prompt."""
-
-  def __init__(self):
-    self.seen = []
-
-  def __call__(self, prompts):
-    self.seen += list(prompts)
-    return np.stack([np.random.default_rng(len(p)).normal(size=(L, D)).astype(np.float32) for p in prompts])
-
-  @property
-  def null(self):
-    return self([""])[0]
-
-
 def _run(argv, capsys):
   rc = gendeg_cli.main([str(a) for a in argv])
   return rc, capsys.readouterr()
 
 
 def test_command_writes_samples_and_corrects_haze(release, tmp_path, capsys, monkeypatch):
+  """The whole command: the checkpoint's (small) CLIP on GenDeg's prompt with the vocabulary an
+  installed package ships, sampling, correction, 8-bit files."""
   import functools
-  fake = FakePromptEncoder()
-  monkeypatch.setattr(gendeg_cli, "prompt_encoder", lambda weights, vocabulary=None: fake)
+  encoders = []
+
+  def recording(weights, vocabulary=None):
+    encoders.append(real(weights, vocabulary))
+    return encoders[-1]
+  real = gendeg_cli.prompt_encoder
+  monkeypatch.setattr(gendeg_cli, "prompt_encoder", recording)
   # the small model's head and group counts (SD-1.x's 8 and 32 are the command's)
   monkeypatch.setattr(compvis, "load", functools.partial(compvis.load, num_heads=layout.HEADS,
                                                          norm_num_groups=layout.GROUPS))
@@ -208,7 +205,8 @@ def test_command_writes_samples_and_corrects_haze(release, tmp_path, capsys, mon
   assert rc == 0, out.err
   a, b = (np.asarray(Image.open(tmp_path / f"out_{i}.png")) for i in range(2))
   assert a.shape == b.shape == (16, 16, 3) and np.abs(a.astype(int) - b).max() > 0
-  assert fake.seen[0] == "a street, in hazy conditions" and "" in fake.seen
+  assert set(encoders[0].cache) == {"a street, in hazy conditions", ""}
+  assert encoders[0].cache[""].shape == (L, D)
   assert "structure-corrected" in out.out and "EMA" in out.out
 
 
