@@ -4,7 +4,8 @@ trained from scratch on top of a frozen VAE.
   python -m jaxdeg.main --config=configs/gendeg_ldm.py --workdir=runs/ldm \\
       --config.vae.workdir=runs/vae            # a `vae` task run (configs/gendeg_vae.py)
   # or --config.vae.diffusers_path=/models/sd-v1-5 (a diffusers folder with vae/)
-  # from SD-1.5 as the paper (UNet and VAE): --config.init_weights.path=v1-5-pruned-emaonly.safetensors
+  # GenDeg's CLIP text conditioning: --config.context.text_encoder=clip \\
+  #     --config.context.text_encoder_weights=/models/sd-v1-5
 
 Pairs: the bundled sample photos degraded on the device (GenDeg's six types, random intensity);
 for real pairs give `data.sources` of kind paired/tfds/array_record (labels 'haze', 'rain', 'snow',
@@ -30,13 +31,6 @@ def get_config(variant=None):
   c.vae.use_ema = True                                 # the run's EMA params when it kept them
   c.vae.scaling_factor = 0.18215                       # (GenDeg, SD)
   c.vae.dtype = "float32"
-  c.vae.norm_num_groups = 32                           # of a VAE read from init_weights.path (SD's)
-
-  # Start from Stable Diffusion 1.5 as GenDeg does: a CompVis single file (.safetensors, or a .ckpt
-  # with allow_unsafe_pickle=True: unpickling runs code from the file). The UNet is read from it
-  # (conv_in widened 4 → 8 with zeros), the frozen VAE too unless vae.workdir / vae.diffusers_path
-  # name another; for CLIP text give the same file as context.text_encoder_weights (frozen).
-  c.init_weights = ml_collections.ConfigDict(dict(path=config_dict.placeholder(str), allow_unsafe_pickle=False))
 
   # SD-1.x's UNet (GenDeg): diffusers' UNet2DConditionModel fields
   c.model = ml_collections.ConfigDict(dict(
@@ -45,7 +39,13 @@ def get_config(variant=None):
       remat=True, dtype="float32"))  # GenDeg: fp32 with gradient checkpointing
   c.context = ml_collections.ConfigDict(dict(
       context_len=77,                # CLIP's token count (GenDeg)
-      types=DEGRADATION_TYPES,       # learned type tokens in place of CLIP text
+      types=DEGRADATION_TYPES,
+      # '' = learned type tokens (from scratch); 'clip' = frozen CLIP ViT-L/14 on GenDeg's prompt per
+      # type (GenDeg), from text_encoder_weights: a diffusers folder (text_encoder/, tokenizer/) or an
+      # SD-1.x single file; vocabulary: CLIP's BPE files if not next to the weights
+      text_encoder="",
+      text_encoder_weights=config_dict.placeholder(str),
+      vocabulary=config_dict.placeholder(str),
       stats_columns_init="uniform",   # torch Linear default on the μσ columns (GenDeg)
       stats_proj_init="default"))     # random Linear(129 → L) rows (GenDeg); 'ordinal' for short runs
   c.diffusion = ml_collections.ConfigDict(dict(

@@ -70,8 +70,9 @@ def procedural_generator(types, calibration):
         for t, table in zip(types, tables)]
     return jax.lax.switch(type_id, branches, key, clean, mu)
 
-  @jax.jit
-  def generate(clean, type_ids, mu, sigma, keys):
-    del sigma  # the procedural families have one intensity knob
-    return jax.vmap(one)(type_ids, keys, clean, mu)
+  # the procedural families have one intensity knob (no σ) and no text (no names)
+  jitted = jax.jit(lambda clean, type_ids, mu, keys: jax.vmap(one)(type_ids, keys, clean, mu))
+
+  def generate(clean, type_ids, mu, sigma, keys, names=None):
+    return jitted(clean, type_ids, mu, keys)
   return generate

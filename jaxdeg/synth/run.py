@@ -7,6 +7,7 @@
     config.synth.histograms        JSON of fitted (μ, σ) histograms; '' fits them from the procedural
                                    degradations on the clean images (fit_samples_per_type draws)
     config.synth.structure_workdir a trained `structure` run applied to structure_types ('' = none)
+    config.synth.captions          per-image captions for a CLIP-conditioned LDM (JSON, '' = none)
     config.synth.tolerance_abs/_rel, uniform_every, source_weights, batch_size, steps, text_scale,
     image_scale, records_per_chunk, prefix, seed
 """
@@ -29,6 +30,9 @@ def defaults() -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(dict(
       clean_sources=(), size=512, types=("haze", "rain", "snow", "motion_blur", "low_light", "raindrop"),
       generator="ldm", ldm_workdir="", histograms="", fit_samples_per_type=256, structure_workdir="",
+      # JSON {clean image name: caption} (or GenDeg's train_csv.json): a CLIP-conditioned LDM then gets
+      # '<caption>, in hazy conditions' per image instead of the type's text alone
+      captions="",
       structure_types=("haze", "motion_blur"),
       # GenDeg drops samples whose achieved intensity misses the request; its rule is not
       # published: keep when |μ_achieved − μ| ≤ tolerance_abs + tolerance_rel · μ.

@@ -35,7 +35,8 @@ from jaxdeg.degrade import intensity
 from jaxdeg.errors import ConfigError
 from jaxdeg.synth.histograms import IntensityHistograms
 
-# generate(clean (B, H, W, 3) in [0, 1], type_ids (B,), mu (B,), sigma (B,), keys (B,)) -> (B, H, W, 3)
+# generate(clean (B, H, W, 3) in [0, 1], type_ids (B,), mu (B,), sigma (B,), keys (B,), names=[B clean
+# image names] (for per-image captions)) -> (B, H, W, 3)
 Generate = Callable[..., jax.Array]
 
 
@@ -162,7 +163,9 @@ def _run_batch(usable, s, generate, correct, hist, types, source_table, type_ids
   sigma = _pad(np.array([p[3] for p in plans], np.float32), size)
   jobs = _pad(np.array([j for j, _ in usable], np.uint32), size)
   keys = jax.vmap(lambda j: jax.random.fold_in(key, j))(jnp.asarray(jobs))
-  out = generate(jnp.asarray(clean), jnp.asarray(tid), jnp.asarray(mu), jnp.asarray(sigma), keys)
+  names = [str(ex["name"]) for _, ex in usable]
+  names += names[-1:] * (size - n)
+  out = generate(jnp.asarray(clean), jnp.asarray(tid), jnp.asarray(mu), jnp.asarray(sigma), keys, names=names)
   fix = np.array([p[0] in tuple(s.structure_types) for p in plans] + [False] * (size - n))
   if correct is not None and fix.any():
     corrected = correct(jnp.asarray(clean), out)

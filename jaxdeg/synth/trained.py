@@ -1,15 +1,22 @@
 """Trained GenDeg runs as synthesis callables: the LDM generator and the structure corrector."""
+import json
+import os
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxdeg.degrade import intensity
 from jaxdeg.errors import ConfigError
+from jaxdeg.models.ldm.conditioning import gendeg_prompt
 from jaxdeg.train import runs
 
 
 def ldm_generator(s):
   """(generate, type_ids, name) from the `ldm` run in s.ldm_workdir: GenDeg sampling with dual
-  guidance, `s.steps` steps of `s.sampler`, one key per example."""
+  guidance, `s.steps` steps of `s.sampler`, one key per example. A CLIP-conditioned LDM gets
+  GenDeg's prompt per type, or with `s.captions` '<the image's caption>, in hazy conditions'
+  (each distinct prompt encoded once)."""
   from jaxdeg.tasks.ldm import Sampler
   config, task, state, step = runs.load_run(s.ldm_workdir)
   if config.task != "ldm":
@@ -22,15 +29,52 @@ def ldm_generator(s):
   # requests and checks use the statistics the LDM was conditioned on
   s.stats_size = int(config.conditioning.stats_size)
   params, vae = runs.inference_params(state), state.model_state["vae"]
+  # CLIP-conditioned LDMs: GenDeg's prompt per type, encoded when the run was initialised
+  text = state.model_state.get("text")
 
-  def one(clean, type_id, mu, sigma, key):
+  def one(clean, type_id, mu, sigma, key, text):
     out = sampler.sample(params, vae, clean[None], type_id[None], intensity.mu_bin(mu)[None],
-                         intensity.sigma_bin(sigma)[None], key, s.text_scale, s.image_scale)
+                         intensity.sigma_bin(sigma)[None], key, s.text_scale, s.image_scale, text)
     return out[0]
 
   # vmapped over examples: each sample depends on its own key only, whatever its batch
-  generate = jax.jit(jax.vmap(one))
+  jitted = jax.jit(jax.vmap(one, in_axes=(0, 0, 0, 0, 0, None)))
+  captions = load_captions(s.captions) if s.get("captions") else None
+  if captions is not None and task.text is None:
+    raise ConfigError(f"config.synth.captions: the LDM in {s.ldm_workdir} uses learned type tokens, not CLIP text")
+  encoder = task.text.prompt_encoder(s.batch_size) if captions is not None else None
+  per_example = jax.jit(jax.vmap(one))
+
+  def generate(clean, type_ids, mu, sigma, keys, names=None):
+    if encoder is None or names is None:
+      return jitted(clean, type_ids, mu, sigma, keys, text)
+    # each example its own prompt: '<its caption>, in hazy conditions'; rows (prompt, null text)
+    prompts = [gendeg_prompt(types[int(t)], caption_of(captions, n)) for t, n in zip(np.asarray(type_ids), names)]
+    rows = np.stack([encoder(prompts), np.broadcast_to(encoder.null, (len(prompts),) + encoder.null.shape)], axis=1)
+    return per_example(clean, jnp.zeros_like(type_ids), mu, sigma, keys, rows)
   return generate, {t: types.index(t) for t in types}, f"gendeg-ldm {s.ldm_workdir} step {step}"
+
+
+def load_captions(path):
+  """{image name: caption} from a JSON file: that mapping, or GenDeg's train_csv.json (a list of
+  {'filepath', 'title'} whose title ends in its type's text, which is cut off as GenDeg does)."""
+  try:
+    with open(path) as f:
+      content = json.load(f)
+  except (OSError, ValueError) as e:
+    raise ConfigError(f"config.synth.captions={path}: cannot read as JSON: {e}") from None
+  if isinstance(content, dict) and all(isinstance(v, str) for v in content.values()):
+    return content
+  if isinstance(content, list) and all(isinstance(d, dict) and "filepath" in d and "title" in d for d in content):
+    return {os.path.basename(d["filepath"]): d["title"].rsplit(",", 1)[0] for d in content}
+  raise ConfigError(f"config.synth.captions={path}: expected {{image name: caption}} or a list of "
+                    "{'filepath', 'title'} (GenDeg's train_csv.json)")
+
+
+def caption_of(captions, name):
+  """The caption of a clean image by its name or file name; '' when there is none."""
+  name = str(name)
+  return captions.get(name, captions.get(os.path.basename(name), ""))
 
 
 def structure_corrector(workdir):
