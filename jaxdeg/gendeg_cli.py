@@ -310,6 +310,8 @@ def run(args):
   encode = prompt_encoder(weights, args.vocabulary)
   text, null_text = encode([prompt]), encode.null
   n = args.samples
+  print(f"sampling {n} image(s) at {args.resolution}², {args.steps} steps (one compiled loop: no per-step progress)",
+        flush=True)
   noise, step_noise = model.noises(args.seed, n, *clean.shape[:2])
   images = model(np.repeat(clean[None], n, 0), np.repeat(text, n, 0), null_text,
                  np.full((n,), official_bin(mu, MU_MAX), np.int32), np.full((n,), official_bin(sigma, SIGMA_MAX), np.int32),
