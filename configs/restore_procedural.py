@@ -1,9 +1,10 @@
-"""Demo: a small NAFNet learns to undo blur + noise on the bundled sample photos (CPU, minutes).
+"""A small NAFNet learns to undo blur + noise made on the device in every step, on the bundled sample
+photos (CPU, minutes); the launchers' example and the trainer tests' config.
 
-  python -m jaxdeg.main --config=configs/demo.py --workdir=workdir --mode=train
-  python -m jaxdeg.main --config=configs/demo.py --workdir=workdir --mode=evaluate
+  python -m jaxdeg.main --config=configs/restore_procedural.py --workdir=runs/restore --mode=train
+  python -m jaxdeg.main --config=configs/restore_procedural.py --workdir=runs/restore --mode=evaluate
 
-Variants: `configs/demo.py:tiny` (a few steps of a very small model, for tests).
+Variants: `configs/restore_procedural.py:tiny` (a few steps of a very small model, for tests).
 """
 from jaxdeg.train.defaults import base_config
 
@@ -43,7 +44,7 @@ def get_config(variant=None):
   c.train.eval_every = 400
   c.train.checkpoint_every = 400
   c.eval.batch_size = 8
-  c.eval.grid_name = "demo.png"
+  c.eval.grid_name = "restored.png"
   c.eval.grid_rows = 2
 
   if variant == "tiny":
@@ -60,5 +61,5 @@ def get_config(variant=None):
     c.train.checkpoint_every = 10
     c.optimizer.warmup_steps = 2
   elif variant:
-    raise ValueError(f"configs/demo.py: unknown variant {variant!r}; variants: tiny")
+    raise ValueError(f"configs/restore_procedural.py: unknown variant {variant!r}; variants: tiny")
   return c

@@ -38,8 +38,14 @@ def run(config, workdir, mode="train", step=None):
   if mode == "compile":
     return trainer.compile_report(config, workdir)
   if mode == "synthesize":
+    import jax
+
+    from jaxdeg.synth import contact_sheet
     from jaxdeg.synth import run as synth_run
-    return synth_run.run(config, trainer.ensure_workdir(workdir))
+    summary = synth_run.run(config, trainer.ensure_workdir(workdir))
+    if jax.process_index() == 0:
+      logging.info("synthesised pairs: %s", contact_sheet.write(workdir))
+    return summary
   if mode == "cache_latents":
     from jaxdeg import tasks
     return tasks.get(config).write_latent_cache()
@@ -50,7 +56,7 @@ def _main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   if _CONFIG.value is None:
-    raise app.UsageError("--config is required, e.g. --config=configs/demo.py")
+    raise app.UsageError("--config is required, e.g. --config=configs/restore_procedural.py")
   if not _WORKDIR.value:
     raise app.UsageError("--workdir is required")
   log_filter.install(_VERBOSE.value)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One host, all its CPUs/GPUs/TPU cores: train (or evaluate) an experiment.
-#   launch/local.sh configs/demo.py workdir/demo [--mode=evaluate] [--config.train.steps=100 ...]
+#   launch/local.sh configs/restore_procedural.py workdir/restore [--mode=evaluate] [--config.train.steps=100 ...]
 set -euo pipefail
 if [ $# -lt 2 ]; then
   echo "usage: $0 CONFIG[:variant] WORKDIR [flags...]" >&2

@@ -3,8 +3,8 @@
 #
 #   launch/tpu_vm.sh create NAME ZONE v5litepod-16 [--spot]
 #   launch/tpu_vm.sh install NAME ZONE
-#   launch/tpu_vm.sh run NAME ZONE configs/demo.py gs://bucket/runs/demo [--config.mesh.fsdp=4 ...]
-#   launch/tpu_vm.sh fetch NAME ZONE gs://bucket/runs/demo ./runs/demo
+#   launch/tpu_vm.sh run NAME ZONE configs/restore_procedural.py gs://bucket/runs/restore [--config.mesh.fsdp=4 ...]
+#   launch/tpu_vm.sh fetch NAME ZONE gs://bucket/runs/restore ./runs/restore
 #   launch/tpu_vm.sh delete NAME ZONE
 #
 # On a pod every worker runs the same command (--worker=all); jax.distributed finds the other

@@ -142,7 +142,7 @@ def test_bad_input_is_one_line_and_exit_2(run, tmp_path, capsys):
   # a run of another task (only its config matters for the check)
   other = tmp_path / "restore_run"
   with ckpt.create_manager(other) as mgr:
-    ckpt.save(mgr, 1, {"x": np.zeros(2, np.float32)}, config=load_config("configs/demo.py:tiny"))
+    ckpt.save(mgr, 1, {"x": np.zeros(2, np.float32)}, config=load_config("configs/restore_procedural.py:tiny"))
     mgr.wait_until_finished()
   assert jaxdeg("--workdir", other, "--content", tmp_path / "clean.png", "--reference", tmp_path / "clean.png",
                 tmp_path / "o.png") == 2

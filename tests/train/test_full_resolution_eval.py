@@ -17,7 +17,7 @@ from jaxdeg.tasks.restore import RestoreTask
 from jaxdeg.train import runs, trainer
 from tests.utils import load_config
 
-TINY = "configs/demo.py:tiny"
+TINY = "configs/restore_procedural.py:tiny"
 # test_trainer's one-device run: its compiled train step is shared through the compilation cache
 RUN = dict(steps=5, mesh__num_devices=1, train__eval_every=0, train__checkpoint_every=100)
 METRICS = ("psnr_input", "psnr_output", "ssim_input", "ssim_output")

@@ -24,7 +24,7 @@ from tests.utils import ROOT, load_config, max_abs_diff, xla_flags
 
 pytestmark = pytest.mark.serial
 
-TINY = "configs/demo.py:tiny"
+TINY = "configs/restore_procedural.py:tiny"
 STEPS = 10
 COMMON = ["train.eval_every=0", f"train.checkpoint_every={STEPS}", "mesh.fsdp=2"]
 FAKE_SLURM = os.path.join(ROOT, "tests", "train", "fake_slurm")

@@ -13,7 +13,7 @@ from tests.utils import load_config
 
 def test_restores_a_folder_at_full_resolution_and_reports_bad_files(tmp_path, capsys):
   run = tmp_path / "run"
-  trainer.train_and_evaluate(load_config("configs/demo.py:tiny", steps=2, train__eval_every=0,
+  trainer.train_and_evaluate(load_config("configs/restore_procedural.py:tiny", steps=2, train__eval_every=0,
                                          train__checkpoint_every=2), run)
   images = tmp_path / "in"
   images.mkdir()

@@ -12,7 +12,7 @@ from jaxdeg.errors import ConfigError
 from jaxdeg.train import trainer
 from tests.utils import ROOT, load_config, max_abs_diff
 
-TINY = "configs/demo.py:tiny"
+TINY = "configs/restore_procedural.py:tiny"
 
 
 def run_driver(workdir, steps, *args, check=True):
@@ -88,7 +88,7 @@ def test_evaluate_restores_8_device_checkpoint_on_1_and_4_devices(tmp_path):
       assert abs(results[k] - at_training[k]) < 1e-4, (mesh, k, results[k], at_training[k])
   with open(tmp_path / "metrics.json") as f:
     assert json.load(f)["num_examples"] == 2
-  assert (tmp_path / "eval.png").exists() or (tmp_path / "demo.png").exists()
+  assert (tmp_path / "restored.png").exists()
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
