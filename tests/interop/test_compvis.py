@@ -132,3 +132,23 @@ def test_sd15_layout_widens_conv_in_and_bad_files(ckpt, tmp_path):
       compvis.read_state_dict(str(path))
   with pytest.raises(WeightImportError, match="no UNet tensors"):
     compvis.load("vae only", state_dict={"first_stage_model.x": np.zeros(1)})
+
+
+def test_sd15_sized_layout():
+  """SD-1.5's own sizes (diffusers' SD-1.x UNet and VAE on the meta device, so no weights are
+  made; zero-stride arrays in the CompVis layout): the architecture is read off the shapes and
+  every tensor finds its place, conv_in widened to GenDeg's 8 channels."""
+  with torch.device("meta"):
+    unet = UNet2DConditionModel(in_channels=4, cross_attention_dim=768)
+    vae = TorchVAE(block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,
+                   up_block_types=("UpDecoderBlock2D",) * 4, layers_per_block=2)
+  zeros = lambda t: np.broadcast_to(np.zeros((), np.float32), tuple(t.shape))
+  sd = {"model.diffusion_model." + k: zeros(v) for k, v in layout.to_compvis_unet(unet.state_dict(), dict(unet.config)).items()}
+  sd.update({"first_stage_model." + k: zeros(v) for k, v in layout.to_compvis_vae(vae.state_dict(), dict(vae.config)).items()})
+  assert "model.diffusion_model.output_blocks.5.2.conv.weight" in sd and "model.diffusion_model.output_blocks.2.1.conv.weight" in sd
+  w = compvis.load("sd-1.5 sized", state_dict=sd, in_channels=8)
+  u = w.unet
+  assert (u.block_out_channels, u.attention_levels, u.layers_per_block, u.cross_attention_dim) == (
+      (320, 640, 1280, 1280), (True, True, True, False), 2, 768)
+  assert w.unet_params["conv_in"]["kernel"].shape == (3, 3, 8, 320)
+  assert (w.vae.block_out_channels, w.vae.layers_per_block, w.vae.latent_channels) == ((128, 256, 512, 512), 2, 4)
