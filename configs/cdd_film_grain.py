@@ -4,6 +4,9 @@
       --config.init_from=runs/cdd --mode=train
   python -m jaxdeg.main --config=configs/cdd_film_grain.py:pairs=/data/grain --workdir=runs/cdd_grain \\
       --config.init_from=runs/cdd --mode=train
+  # from the authors' released general model (an official checkpoint file), as the paper does:
+  python -m jaxdeg.main --config=configs/cdd_film_grain.py:pairs=/data/grain,released=/weights/latest.pt \\
+      --workdir=runs/cdd_grain --mode=train
 
 Two kinds of data:
 - a folder of clean photos (the argument): each crop gets AV1 grain from jaxdeg's bit-exact
@@ -13,7 +16,9 @@ Two kinds of data:
   --filmgrain 0) and degraded/ (dav1d --filmgrain 1) with the same file names, e.g. from
   `aomenc --film-grain-test=N` or `--film-grain-table=T`, decoded twice.
 `init_from` must name a run of configs/cdd_general.py with the same model fields (set it with
---config.init_from; the paper fine-tunes its film-grain model from the general one).
+--config.init_from; the paper fine-tunes its film-grain model from the general one), or an official
+checkpoint file: `,released=FILE` after the data argument sets init_from to it and
+model.official_input_scaling (the official generator reads 2x − 1); the model fields are the paper's.
 Variant `tiny`: the tiny model of cdd_general.py:tiny on the bundled photos with two presets (tests).
 """
 import importlib.util
@@ -35,6 +40,17 @@ def grain_sources(make, presets=PRESETS):
 
 
 def get_config(arg=None):
+  released = None
+  if arg and ",released=" in arg:
+    arg, released = arg.split(",released=", 1)
+  c = _config(arg)
+  if released:
+    c.init_from = released
+    c.model.official_input_scaling = True
+  return c
+
+
+def _config(arg):
   c = general.common(base_config())
   # L_sim = 10·DISTS + 10·L1: DISTS joins when the user sets loss.vgg16_weights and loss.dists_weights
   c.loss = general.loss_config(l1_weight=10.0, rate_global_weight=0.002, rate_local_weight=0.05, gan_weight=10.0)

@@ -43,7 +43,9 @@ def model_config(**changes):
   """The paper's model (DegradationModel defaults: ≈14.5 M parameters at 128²)."""
   c = dict(global_dim=256, local_dim=4, encoder_dim=256, encoder_kernel=3, local_latent=64,
            generator_width=64, generator_blocks=(4, 3, 2, 3, 4), cond_dim=8,
-           use_entropy=True, use_ida=True, use_iden=True)
+           compress_global=True, compress_local=True,  # the official netCprs / netCprs_loc `enabled`
+           use_ida=True, use_iden=True,
+           official_input_scaling=False)  # True only with the official weights (init_from a released file)
   c.update(changes)
   return ml_collections.ConfigDict(c)
 
@@ -93,7 +95,9 @@ def common(c):
   c.data.flip = ""                 # the paper does not flip
   c.data.eval_degradations = [WQI, dict(HOLES, p=0.25)]
   c.model = model_config()
-  c.critic = ml_collections.ConfigDict(dict(width=64))  # unknown; 64 is the official default
+  # width unknown (64 is the official default); strategy: the official netP.strategy
+  # ('unconditioned', 'conditioned' or 'patched'; see jaxdeg/tasks/_cdd_critic.py)
+  c.critic = ml_collections.ConfigDict(dict(width=64, strategy="unconditioned"))
   c.moco = ml_collections.ConfigDict(dict(queue_size=120, momentum=0.999, temperature=0.07))
   c.loss = loss_config()
   c.optimizer = optimizer_config()

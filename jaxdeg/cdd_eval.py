@@ -14,6 +14,12 @@ curve error, spectrum distance, histogram JSD) of each method against the true g
 best-fit AV1 grain table as one more baseline.
 
     python -m jaxdeg.cdd_eval RUN_DIR [--step N] [--grain-stats]   # evaluate, then print the tables
+    python -m jaxdeg.cdd_eval --weights latest.pt --config configs/cdd_film_grain.py:pairs=/data/grain \
+        --output-dir out/                                          # the authors' released weights
+
+Official weights have no run config: `--config` names the experiment whose evaluation data and
+protocol to use (its model fields must describe the checkpoint's network, e.g. the paper-size
+configs; official_input_scaling is set), and the outputs go to --output-dir.
 """
 import sys
 
@@ -63,17 +69,76 @@ def evaluate(workdir, step=None, grain_stats=None):
   return results, text
 
 
+def config_from_file(spec):
+  """'configs/x.py[:arg]' → that experiment's ConfigDict."""
+  import importlib.util
+  import os
+  from jaxdeg.errors import UserError
+  path, _, arg = spec.partition(":")
+  if not os.path.isfile(path):
+    raise UserError(f"--config {path}: no such config file")
+  module_spec = importlib.util.spec_from_file_location("experiment_config", path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module.get_config(arg or None)
+
+
+def evaluate_official(weights, config, output_dir, grain_stats=None):
+  """(results, tables) of an official checkpoint on `config`'s evaluation (see the module doc);
+  writes metrics.json, metrics.md, the grid (and grain_stats.*) into output_dir."""
+  import json
+  import os
+  from jaxdeg.data import images as image_io
+  from jaxdeg.errors import UserError
+  from jaxdeg.train import trainer, writers
+  if config.get("task") != "cdd":
+    raise UserError(f"--config: a `{config.get('task')}` experiment, not the degradation model (task `cdd`)")
+  config.init_from, config.model.official_input_scaling = weights, True
+  out = trainer.ensure_workdir(output_dir)
+  setup = trainer.Setup(config)
+  state = trainer._load_init_from(setup, setup.init(setup.rng))  # the import that fine-tuning starts from
+  results, grid = trainer.evaluate_state(setup, state, writers.create_writer(out), 0)
+  results["weights"] = os.path.abspath(weights)
+  with open(os.path.join(out, "metrics.json"), "w") as f:
+    json.dump(results, f, indent=1)
+  with open(os.path.join(out, "metrics.md"), "w") as f:
+    f.write(trainer.metrics_markdown(results, f"official checkpoint {weights}"))
+  if grid is not None:
+    image_io.write_image(os.path.join(out, config.eval.grid_name), grid)
+  text = table(results, config.data.eval_crop)
+  if config.eval.get("grain_stats", False) if grain_stats is None else grain_stats:
+    from jaxdeg import cdd_grain_eval
+    results["grain"], grain_text = cdd_grain_eval.evaluate_state(setup, state, out, f"official checkpoint {weights}")
+    text += "\n" + grain_text
+  return results, text
+
+
 def main(argv=None):
   import argparse
   from jaxdeg.errors import UserError
   p = argparse.ArgumentParser(prog="python -m jaxdeg.cdd_eval", description=__doc__.splitlines()[0])
-  p.add_argument("workdir")
+  p.add_argument("workdir", nargs="?", help="a `cdd` run")
   p.add_argument("--step", type=int)
+  p.add_argument("--weights", help="an official checkpoint file instead of a run (needs --config, --output-dir)")
+  p.add_argument("--config", help="with --weights: configs/<experiment>.py[:arg] giving the evaluation")
+  p.add_argument("--output-dir", help="with --weights: where the results go")
   p.add_argument("--grain-stats", action="store_true", default=None,
                  help="add the grain statistics tables (default: the run's config.eval.grain_stats)")
   a = p.parse_args(argv)
   try:
-    results, text = evaluate(a.workdir, a.step, a.grain_stats)
+    if (a.workdir is None) == (a.weights is None):
+      raise UserError("give a run folder (RUN_DIR) or an official checkpoint (--weights FILE), one of them")
+    if a.weights is not None:
+      if not (a.config and a.output_dir):
+        raise UserError("--weights needs --config (the evaluation to run) and --output-dir")
+      results, text = evaluate_official(a.weights, config_from_file(a.config), a.output_dir, a.grain_stats)
+      results["step"] = a.weights
+    else:
+      import os
+      if os.path.isfile(a.workdir):
+        raise UserError(f"{a.workdir}: a file, not a run folder (an official checkpoint? give it with --weights "
+                        "and --config)")
+      results, text = evaluate(a.workdir, a.step, a.grain_stats)
   except UserError as e:
     print(f"jaxdeg: error: {e}", file=sys.stderr)
     return 2

@@ -13,6 +13,10 @@ Y, Cb, Cr), then the per-example values are averaged. Rows:
   taking the last), which holds for procedural and paired evaluation alike.
 Each fitted table is a new static parameter set for the synthesis, so it costs one compilation
 (about a second on CPU) per example.
+
+Whole frames (`frame_results`, `python -m jaxdeg.cdd_grain_eval --weights latest.pt --pairs DIR`):
+the same rows at full resolution on decoder pairs, the model made in tiles if asked (`--tile`), from
+a run or an official checkpoint.
 """
 import json
 import math
@@ -151,13 +155,102 @@ def evaluate(config, workdir, step):
   setup = trainer.Setup(config)
   with ckpt.create_manager(workdir, read_only=True) as mgr:
     state = ckpt.restore(mgr, step, setup.abstract_state)
+  return evaluate_state(setup, state, workdir, f"step {step}", step=int(step))
+
+
+def evaluate_state(setup, state, out_dir, title, **extra):
+  """Grain statistics of `state` on the eval data of `setup`; grain_stats.json / .md in out_dir."""
   batches = (setup.global_batch(b) for b in setup.task.eval_data())
   results = grain_results(setup.task, state, batches)
-  results["step"] = int(step)
+  results.update(extra)
+  return results, _write(results, out_dir, title)
+
+
+def _write(results, out_dir, title, name="grain_stats"):
   text = tables(results)
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, "grain_stats.json"), "w") as f:
+    with open(os.path.join(out_dir, f"{name}.json"), "w") as f:
       json.dump(results, f, indent=1)
-    with open(os.path.join(workdir, "grain_stats.md"), "w") as f:
-      f.write(f"## grain statistics, step {step}\n\n{text}")
-  return results, text
+    with open(os.path.join(out_dir, f"{name}.md"), "w") as f:
+      f.write(f"## grain statistics, {title}\n\n{text}")
+  return text
+
+
+# ------------------------------------------------------------------------------------------------
+# whole frames: the official notebooks' use of a film-grain model
+
+
+def frame_results(model, frames, seed=0, tile=None, overlap=64, paste_sigma=1.5, channels=grain_stats.CHANNELS):
+  """Grain statistics at full resolution. `frames`: [(clean, grainy)] pairs of (H, W, 3) [0, 1]
+  frames (e.g. one decode with and without AV1 grain). Frame i's reference is frame i−1's grainy
+  frame (the first takes the last), as CddTask.eval_pairs pairs eval examples: the model puts the
+  reference's grain on clean frame i (`model`: a jaxdeg.transfer.Transfer, tiles of `tile` if
+  given), which is compared with the real grainy frame i, next to the baselines (residual paste of
+  the reference; the AV1 table fitted on the reference pair, synthesised on clean frame i)."""
+  if len(frames) < 2:
+    raise UserError(f"grain statistics on frames: {len(frames)} pair(s); the reference of a frame is another "
+                    "frame's grain, so at least 2 are needed")
+  per_example = {method: [] for method, _ in ROWS}
+  failed_fits = []
+  for i, (x, y) in enumerate(frames):
+    ref_clean, ref = frames[i - 1]
+    made = {"transfer": model.transfer(x, ref, key=seed, tile=tile, overlap=overlap),
+            "reproduction": model.transfer(x, y, key=seed, tile=tile, overlap=overlap), "clean": x,
+            "residual_paste": residual_paste(jnp.asarray(x)[None], jnp.asarray(ref)[None], paste_sigma)[0]}
+    try:
+      made["av1_fit"] = av1_fit_baseline(x, ref_clean, ref)
+    except UserError as e:
+      failed_fits.append(str(e))
+    for method, image in made.items():
+      per_example[method].append(grain_stats.compare(x, y, x, np.asarray(image), channels))
+  methods = {method: {c: {s: _mean([e[c][s] for e in rows]) for s in grain_stats.STATS} for c in channels}
+             for method, rows in per_example.items()}
+  return {"methods": methods, "num_examples": len(frames), "failed_fits": failed_fits, "source": model.source}
+
+
+def read_frames(folder):
+  """[(clean, grainy)] from folder/clean and folder/degraded (files paired by name, as the film-grain
+  config's `pairs=` layout)."""
+  from jaxdeg.data.images import read_image
+  from jaxdeg.transfer import pair_folders
+  return [(read_image(c), read_image(g)) for c, g, _ in pair_folders(os.path.join(folder, "clean"),
+                                                                     os.path.join(folder, "degraded"))]
+
+
+def main(argv=None):
+  """python -m jaxdeg.cdd_grain_eval (--workdir RUN | --weights FILE) --pairs DIR [--tile T] [--output-dir D]"""
+  import argparse
+  import sys
+  from jaxdeg import transfer
+  p = argparse.ArgumentParser(prog="python -m jaxdeg.cdd_grain_eval",
+                              description="grain statistics of a film-grain model on whole frames")
+  p.add_argument("--workdir", help="a `cdd` run")
+  p.add_argument("--weights", help="an official checkpoint file")
+  p.add_argument("--step", type=int)
+  p.add_argument("--no-compress-global", action="store_true")
+  p.add_argument("--no-compress-local", action="store_true")
+  p.add_argument("--pairs", required=True, help="folder with clean/ and degraded/ frames of the same names")
+  p.add_argument("--tile", type=int)
+  p.add_argument("--overlap", type=int, default=64)
+  p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--output-dir", help="where grain_stats_frames.json/.md go (default: the run, or the current folder)")
+  a = p.parse_args(argv)
+  try:
+    if (a.workdir is None) == (a.weights is None):
+      raise UserError("give the model as --workdir RUN (a jaxdeg run) or --weights FILE (an official checkpoint)")
+    model = (transfer.load_official(a.weights, not a.no_compress_global, not a.no_compress_local)
+             if a.weights else transfer.load_run(a.workdir, a.step))
+    results = frame_results(model, read_frames(a.pairs), a.seed, a.tile, a.overlap)
+    out_dir = a.output_dir or a.workdir or "."
+    os.makedirs(out_dir, exist_ok=True)
+    text = _write(results, out_dir, f"whole frames of {a.pairs}, {model.source}", name="grain_stats_frames")
+  except UserError as e:
+    print(f"jaxdeg: error: {e}", file=sys.stderr)
+    return 2
+  print(text)
+  return 0
+
+
+if __name__ == "__main__":
+  import sys
+  sys.exit(main())

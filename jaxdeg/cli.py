@@ -3,7 +3,7 @@
   jaxdeg train|evaluate|compile|synthesize --config=... --workdir=... [...]   forwards to jaxdeg.main
   jaxdeg degrade IN OUT --type haze --intensity 0.6        image-level utilities
   jaxdeg restore --workdir RUN IN OUT_DIR [--tile 256]     a trained restorer on images or a folder
-  jaxdeg transfer --workdir RUN --content X --reference Y OUT   a trained degradation model
+  jaxdeg transfer --workdir RUN|--weights latest.pt --content X --reference Y OUT   a degradation model
   jaxdeg gendeg --weights gendeg.ckpt --type haze --mu 0.3 --sigma 0.1 IN OUT   GenDeg's released model
 """
 import importlib

@@ -1,9 +1,11 @@
-"""Degradation transfer with a trained universal degradation model (a `cdd` run).
+"""Degradation transfer with a trained universal degradation model: a `cdd` run, or the authors'
+released weights (an official checkpoint file, e.g. `latest.pt`).
 
 Python:
 
     from jaxdeg import transfer
     t = transfer.load("runs/cdd")                 # latest checkpoint (or step=N)
+    t = transfer.load("weights/latest.pt")        # an official checkpoint (needs torch to read it)
     emb = t.embed(degraded)                       # the degradation of an image, [0, 1] in
     out = t.apply(clean, emb, key=0)              # ... put on a clean image, [0, 1] out
     outs = t.transfer(clean, degraded, key=0, samples=4)
@@ -11,13 +13,20 @@ Python:
 Images are (H, W, 3) or (B, H, W, 3) floats in [0, 1], any size: they are padded (reflect) to the
 multiple the model needs and cropped back. `apply` is differentiable with respect to the clean
 image, so a trained model serves as a degradation operator inside a restorer's loss. One embedding
-(batch 1) may be applied to a batch of clean images.
+(batch 1) may be applied to a batch of clean images. `apply(..., tile=T)` makes full-resolution
+frames in overlapping T² tiles (bounded memory; each tile draws its own noise, seams are a few
+pixels wide), the way a film-grain model puts a reference frame's grain on a whole clean frame.
+
+An official checkpoint does not record whether its run used the global and the local compressor
+(`netCprs.enabled`, `netCprs_loc.enabled`): both are used unless `compress_global=False` /
+`compress_local=False` (`--no-compress-global`, `--no-compress-local`) say otherwise.
 
 Command line:
 
     jaxdeg transfer --workdir RUN --content clean.png --reference degraded.png OUT.png
-        [--samples N] [--seed S] [--step K]
+        [--samples N] [--seed S] [--step K] [--tile T --overlap O]
     jaxdeg transfer --workdir RUN --content-dir CLEAN/ --reference-dir DEGRADED/ --output-dir OUT/
+    jaxdeg transfer --weights latest.pt ...       (the same, with an official checkpoint)
 
 Datasets of pairs for a restorer: `write_pairs(model, contents, references, folder)` puts each
 reference's degradation on its content image and writes (clean, transferred) pairs as ArrayRecord
@@ -29,6 +38,7 @@ sorted order (the two folders must then hold as many images); outputs take the c
 Unreadable images are skipped, counted and listed, and the exit status is then 1.
 """
 import argparse
+import functools
 import math
 import os
 import sys
@@ -40,7 +50,9 @@ import numpy as np
 from jaxdeg.data.images import EXTENSIONS, read_image, write_image
 from jaxdeg.errors import UserError
 from jaxdeg.models.cdd.ops import resize_bilinear_align_corners
+from jaxdeg.models.restore.tiling import tiled_apply
 from jaxdeg.tasks._cdd_ops import rbg_key
+from jaxdeg.tasks.cdd import apply_embeddings, embed_images
 
 GENERATOR_MULTIPLE = 8   # two stride-2 stages, and IDA halves the coarsest
 COMPRESSOR_MULTIPLE = 32  # the local compressor works at 1/32 of the image
@@ -69,17 +81,28 @@ def _as_key(key):
   return key
 
 
-class Transfer:
-  """A trained degradation model: `embed` a degraded image, `apply` the embedding to a clean one."""
+# variables are arguments, not constants baked into the program; the model (hashable) is static, so
+# models with the same fields share compiled programs across loads
+@functools.partial(jax.jit, static_argnums=0)
+def _embed(model, variables, y):
+  return embed_images(model, variables, y)
 
-  def __init__(self, config, task, state, step):
-    self.config, self.task, self.step = config, task, step
-    self.variables = task.variables(state)
-    model = task.model
-    self.multiple = COMPRESSOR_MULTIPLE if model.use_entropy and model.use_iden else GENERATOR_MULTIPLE
-    # variables are arguments, not constants baked into the program
-    self._embed = jax.jit(task.embed)
-    self._apply = jax.jit(lambda v, x, emb, key: task.apply(v, x, emb, rbg_key(key)))
+
+@functools.partial(jax.jit, static_argnums=0)
+def _apply(model, variables, x, embeddings, key):
+  return apply_embeddings(model, variables, x, embeddings, rbg_key(key))
+
+
+class Transfer:
+  """A trained degradation model: `embed` a degraded image, `apply` the embedding to a clean one.
+
+  `source` says where the weights came from ("cdd step N" for a run; the file for official weights)."""
+
+  def __init__(self, model, variables, step, source):
+    self.model, self.variables, self.step, self.source = model, variables, step, source
+    self.multiple = COMPRESSOR_MULTIPLE if model.compress_local and model.use_iden else GENERATOR_MULTIPLE
+    self._embed = functools.partial(_embed, model)
+    self._apply = functools.partial(_apply, model)
 
   def embed(self, y):
     """Embeddings of degraded image(s) y in [0, 1]; the local map covers y's own (unpadded) area."""
@@ -90,12 +113,17 @@ class Transfer:
       emb = emb.replace(local_embedding=emb.local_embedding[:, :math.ceil(h / 2), :math.ceil(w / 2)])
     return emb
 
-  def apply(self, x, embeddings, key=0, clip=True):
+  def apply(self, x, embeddings, key=0, clip=True, tile=None, overlap=64):
     """Clean image(s) x in [0, 1] carrying `embeddings`' degradation, in [0, 1].
 
     `key` (an int or a JAX key) draws the generator's noise. The local map is resized to x's
-    half-resolution grid, as the model does for an embedding from an image of another size."""
+    half-resolution grid, as the model does for an embedding from an image of another size.
+    With `tile`, each image is made in tile² pieces overlapping by `overlap` (multiples of 8)."""
     x, single = _batched(x)
+    if tile is not None:
+      out = self._apply_tiled(x, embeddings, _as_key(key), tile, overlap)
+      out = jnp.clip(out, 0.0, 1.0) if clip else out
+      return out[0] if single else out
     b, h, w = x.shape[:3]
     grid = (math.ceil(h / 2), math.ceil(w / 2))
     padded = _pad_to(x, GENERATOR_MULTIPLE)
@@ -111,6 +139,40 @@ class Transfer:
       out = jnp.clip(out, 0.0, 1.0)
     return out[0] if single else out
 
+  def _apply_tiled(self, x, embeddings, key, tile, overlap):
+    """Per image: the clean image ‖ its local map (nearest-upsampled to full resolution) go through
+    `tiled_apply` together, so every tile carries its own piece of the map; tile offsets are even,
+    so taking every other pixel gives the piece back exactly. Tile batch i draws noise fold_in(key, i)."""
+    if tile % GENERATOR_MULTIPLE or overlap % GENERATOR_MULTIPLE or not 0 <= overlap < tile:
+      raise UserError(f"transfer: tile {tile} and overlap {overlap} must be multiples of {GENERATOR_MULTIPLE}, "
+                      "overlap below tile")
+    b, h, w = x.shape[:3]
+    outs = []
+    for i in range(b):
+      pick = lambda a: a[i:i + 1] if a is not None and a.shape[0] == b else a  # image i's embedding
+      emb = embeddings.replace(global_embedding=pick(embeddings.global_embedding),
+                               local_embedding=pick(embeddings.local_embedding))
+      local = emb.local_embedding
+      stacked = x[i:i + 1]
+      if local is not None:
+        local = resize_bilinear_align_corners(local, (math.ceil(h / 2), math.ceil(w / 2)))
+        local = jnp.repeat(jnp.repeat(local, 2, axis=1), 2, axis=2)[:, :h, :w]
+        stacked = jnp.concatenate([stacked, local], axis=-1)
+      calls = []
+
+      def make(tiles, emb=emb):
+        k = jax.random.fold_in(key, len(calls))
+        calls.append(None)
+        n = tiles.shape[0]
+        local_tiles = tiles[:, ::2, ::2, 3:] if emb.local_embedding is not None else None
+        piece = emb.replace(global_embedding=self._fit_batch(emb.global_embedding, n), local_embedding=local_tiles)
+        return self._apply(self.variables, tiles[..., :3], piece, k)
+
+      # blend only across a few pixels: averaging two tiles' independent noise would thin the grain
+      outs.append(tiled_apply(make, stacked, tile=tile, overlap=overlap, align=GENERATOR_MULTIPLE,
+                              margin=max(overlap // 2 - 2, 0)))
+    return jnp.concatenate(outs)
+
   @staticmethod
   def _fit_batch(a, b):
     if a.shape[0] == b:
@@ -119,11 +181,11 @@ class Transfer:
       return jnp.broadcast_to(a, (b,) + a.shape[1:])
     raise UserError(f"transfer: {a.shape[0]} embeddings for {b} images; give one, or one per image")
 
-  def transfer(self, x, y, key=0, samples=1):
+  def transfer(self, x, y, key=0, samples=1, tile=None, overlap=64):
     """y's degradation on x: x's shape when samples == 1, else a (samples, ...) stack of draws."""
     emb = self.embed(y)
     keys = jax.random.split(_as_key(key), samples) if samples > 1 else [_as_key(key)]
-    outs = [self.apply(x, emb, k) for k in keys]
+    outs = [self.apply(x, emb, k, tile=tile, overlap=overlap) for k in keys]
     return outs[0] if samples == 1 else jnp.stack(outs)
 
 
@@ -148,23 +210,44 @@ def write_pairs(model, contents, references, folder, *, seed=0, batch_size=16, n
     for i in range(max(b, start), min(b + batch_size, len(contents))):
       name = names[i] if names is not None else f"{prefix}_{i:06d}"
       writer.write(to_uint8(contents[i]), to_uint8(out[i - b]), type=type_name, name=str(name), index=i,
-                   generator=f"cdd step {model.step}")
+                   generator=model.source)
       written += 1
   writer.close()
   return written
 
 
-def load(workdir, step=None) -> Transfer:
-  """The `cdd` run in `workdir` (latest checkpoint, or `step`), ready to transfer degradations."""
+def load(path, step=None, compress_global=True, compress_local=True) -> Transfer:
+  """A degradation model ready to transfer: the `cdd` run in folder `path` (latest checkpoint, or
+  `step`), or the official checkpoint file `path` (the compressor switches apply to it only)."""
+  if os.path.isfile(path):
+    return load_official(path, compress_global, compress_local)
+  if not os.path.isdir(path):
+    raise UserError(f"{path}: no such run folder or checkpoint file")
+  return load_run(path, step)
+
+
+def load_run(workdir, step=None) -> Transfer:
   from jaxdeg.train import checkpoint as ckpt
   from jaxdeg.train import runs
+  if os.path.isfile(workdir):
+    raise UserError(f"--workdir {workdir}: a file, not a jaxdeg run folder (an official checkpoint? give it "
+                    "with --weights)")
   if not os.path.isdir(workdir):
     raise UserError(f"--workdir {workdir}: no such folder")
   config, _ = ckpt.restore_config(workdir, step)
   if config.get("task") != "cdd":
     raise UserError(f"{workdir}: a `{config.get('task')}` run, not a degradation model (task `cdd`)")
   config, task, state, step = runs.load_run(workdir, step)
-  return Transfer(config, task, state, step)
+  return Transfer(task.model, task.variables(state), step, f"cdd step {step}")
+
+
+def load_official(path, compress_global=True, compress_local=True) -> Transfer:
+  from jaxdeg.interop import cdd_torch
+  parts, info = cdd_torch.read_checkpoint(path)
+  model, variables = cdd_torch.import_parts(parts, compress_global=compress_global, compress_local=compress_local)
+  step = info.get("global_step")
+  return Transfer(model, variables, step, f"official checkpoint {os.path.basename(path)}"
+                  + (f" (global step {step})" if step is not None else ""))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -210,10 +293,11 @@ def _output_paths(base, samples):
   return [root + ext] if samples == 1 else [f"{root}_{i}{ext}" for i in range(samples)]
 
 
-def _transfer_files(model, content, reference, output, samples, seed):
-  outs = model.transfer(read_image(content), read_image(reference), key=seed, samples=samples)
-  outs = [outs] if samples == 1 else list(outs)
-  paths = _output_paths(output, samples)
+def _transfer_files(model, content, reference, output, a):
+  outs = model.transfer(read_image(content), read_image(reference), key=a.seed, samples=a.samples, tile=a.tile,
+                        overlap=a.overlap)
+  outs = [outs] if a.samples == 1 else list(outs)
+  paths = _output_paths(output, a.samples)
   for path, image in zip(paths, outs):
     write_image(path, np.asarray(image))
   return paths
@@ -222,8 +306,13 @@ def _transfer_files(model, content, reference, output, samples, seed):
 def _parse(argv):
   p = _Parser(prog="jaxdeg transfer", description=__doc__.splitlines()[0])
   p.add_argument("output", nargs="?", help="output image (single mode)")
-  p.add_argument("--workdir", required=True, help="the trained `cdd` run")
-  p.add_argument("--step", type=int)
+  p.add_argument("--workdir", help="the trained `cdd` run (a folder)")
+  p.add_argument("--weights", help="an official checkpoint file (the authors' released weights)")
+  p.add_argument("--step", type=int, help="with --workdir: that checkpoint instead of the latest")
+  p.add_argument("--no-compress-global", action="store_true",
+                 help="with --weights: the run did not use the global compressor (netCprs.enabled false)")
+  p.add_argument("--no-compress-local", action="store_true",
+                 help="with --weights: the run did not use the local compressor (netCprs_loc.enabled false)")
   p.add_argument("--content", help="clean image that receives the degradation")
   p.add_argument("--reference", help="degraded image whose degradation is transferred")
   p.add_argument("--content-dir")
@@ -231,7 +320,16 @@ def _parse(argv):
   p.add_argument("--output-dir")
   p.add_argument("--samples", type=int, default=1, help="noise draws per image")
   p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--tile", type=int, help="make the output in tiles of this side (full-resolution frames)")
+  p.add_argument("--overlap", type=int, default=64, help="tile overlap (with --tile)")
   a = p.parse_args(argv)
+  if (a.workdir is None) == (a.weights is None):
+    raise _ArgumentError("give the model as --workdir RUN (a jaxdeg run) or --weights FILE (an official checkpoint)")
+  if a.weights is not None and a.step is not None:
+    raise _ArgumentError("--step picks a checkpoint of a run (--workdir); an official file holds one")
+  if a.workdir is not None and (a.no_compress_global or a.no_compress_local):
+    raise _ArgumentError("--no-compress-global/--no-compress-local describe an official checkpoint (--weights); "
+                         "a run's config already says")
   single = [a.content, a.reference, a.output]
   batch = [a.content_dir, a.reference_dir, a.output_dir]
   if any(v is not None for v in single) and any(v is not None for v in batch):
@@ -245,6 +343,12 @@ def _parse(argv):
   return a
 
 
+def _model(a):
+  if a.weights is not None:
+    return load_official(a.weights, not a.no_compress_global, not a.no_compress_local)
+  return load_run(a.workdir, a.step)
+
+
 def main(argv=None):
   try:
     a = _parse(sys.argv[1:] if argv is None else argv)
@@ -252,16 +356,16 @@ def main(argv=None):
       for path in (a.content, a.reference):
         if not os.path.isfile(path):
           raise UserError(f"{path}: no such file")
-      model = load(a.workdir, a.step)
-      paths = _transfer_files(model, a.content, a.reference, a.output, a.samples, a.seed)
-      print(f"wrote {', '.join(paths)} (step {model.step})")
+      model = _model(a)
+      paths = _transfer_files(model, a.content, a.reference, a.output, a)
+      print(f"wrote {', '.join(paths)} ({model.source})")
       return 0
     pairs = pair_folders(a.content_dir, a.reference_dir)
-    model = load(a.workdir, a.step)
+    model = _model(a)
     skipped, written = [], 0
     for content, reference, stem in pairs:
       try:
-        _transfer_files(model, content, reference, os.path.join(a.output_dir, stem + ".png"), a.samples, a.seed)
+        _transfer_files(model, content, reference, os.path.join(a.output_dir, stem + ".png"), a)
         written += 1
       except UserError as e:  # an unreadable image: count it, list it, go on
         skipped.append(str(e))
@@ -269,7 +373,7 @@ def main(argv=None):
     print(f"jaxdeg: error: {e}", file=sys.stderr)
     return 2
   from jaxdeg.cli import finish_batch
-  return finish_batch(f"transferred {written} pair(s) with step {model.step} into {a.output_dir}", skipped, "pair(s)")
+  return finish_batch(f"transferred {written} pair(s) with {model.source} into {a.output_dir}", skipped, "pair(s)")
 
 
 if __name__ == "__main__":

@@ -16,10 +16,20 @@ BatchNorm weight/bias → params, running mean/var → batch_stats. CompressAI's
 `num_batches_tracked` are not parameters and are skipped. The imported model has
 `official_input_scaling=True`: the official generator feeds 2x − 1 to its first conv.
 
-Whether the official run trained the compressors is a training-config choice a checkpoint does
-not record; pass `use_entropy=False` when it did not. Needs torch to read the file.
+Whether the official run used each compressor (`netCprs.enabled`, `netCprs_loc.enabled`) is a
+training-config choice the checkpoint does not record (both parts are always saved); pass
+`compress_global=False` / `compress_local=False` for a part it did not use.
+
+The critic (netP) comes in the official strategies (`network.netP.strategy`): 'unconditioned'
+(3 input channels: the image), 'conditioned' (6: clean ‖ image, at the training crop) and
+'patched' (6: a key patch ‖ a patch, at a quarter of the crop; see jaxdeg/tasks/_cdd_critic.py).
+Channels tell 3 from 6; which 6-channel strategy the file holds is not recorded, so it must be
+named. ('qiqa' is declared by the official code but its trainer raises NotImplemented: no
+checkpoint can hold one.) Needs torch to read the file; files are read with weights_only=True.
 """
+import os
 import re
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -30,6 +40,9 @@ from jaxdeg.interop.diffusers import WeightImportError
 
 PART_OF_SUBMODULE = {"global_encoder": "netE", "local_encoder": "netE_loc", "generator": "netG",
                      "global_compressor": "netCprs", "local_compressor": "netCprs_loc"}
+# the official CombinedModel saves these five whatever its switches; netP may be left out of a release
+REQUIRED_PARTS = ("netE", "netE_loc", "netG", "netCprs", "netCprs_loc")
+CRITIC_STRATEGIES = {"unconditioned": 3, "conditioned": 6, "patched": 6}
 # buffers that are not parameters: torch's BatchNorm step count and CompressAI's derived tables
 _SKIPPED_LEAVES = {"bn": ("num_batches_tracked",),
                    "entropy": ("_offset", "_quantized_cdf", "_cdf_length", "target", "likelihood_lower_bound.bound")}
@@ -45,19 +58,31 @@ def _numpy(a):
   return np.asarray(a, np.float32)
 
 
-def load_checkpoint(path):
-  """{part name: {key: float32 ndarray}} from an official checkpoint file (`latest.pt`, `model_N.pt`)."""
+def read_checkpoint(path):
+  """(parts, info) of an official checkpoint file (`latest.pt`, `model_N.pt`): parts as
+  `checkpoint_parts` gives them, info {'epoch', 'global_step'} where the file has them."""
+  import os
+  if os.path.isdir(path):
+    raise WeightImportError(f"{path}: a folder, not an official checkpoint file (a jaxdeg run is a folder: "
+                            "give it as a run/workdir instead)")
+  if not os.path.isfile(path):
+    raise WeightImportError(f"{path}: no such file")
   try:
     import torch
   except ImportError:
     raise WeightImportError(f"{path}: reading an official CDD checkpoint needs torch installed") from None
   try:
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
-  except FileNotFoundError:
-    raise WeightImportError(f"{path}: no such file") from None
-  except Exception as e:  # torch raises many types for unreadable files
-    raise WeightImportError(f"{path}: cannot read as a torch checkpoint: {e}") from None
-  return checkpoint_parts(ckpt, what=str(path))
+  except Exception as e:  # torch raises many types for unreadable files; its messages run over lines
+    first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    raise WeightImportError(f"{path}: not a PyTorch checkpoint ({first[:200]})") from None
+  info = {k: ckpt[k] for k in ("epoch", "global_step") if isinstance(ckpt, dict) and isinstance(ckpt.get(k), int)}
+  return checkpoint_parts(ckpt, what=str(path)), info
+
+
+def load_checkpoint(path):
+  """{part name: {key: float32 ndarray}} from an official checkpoint file."""
+  return read_checkpoint(path)[0]
 
 
 def checkpoint_parts(ckpt, what="checkpoint"):
@@ -74,6 +99,10 @@ def checkpoint_parts(ckpt, what="checkpoint"):
       # DataParallel-wrapped modules save with a 'module.' prefix
       parts[part] = {k[len("module."):] if k.startswith("module.") else k: _numpy(v)
                      for k, v in sd.items() if hasattr(v, "shape")}
+  missing = [p for p in REQUIRED_PARTS if not parts.get(p)]
+  if missing:
+    raise WeightImportError(f"{what}: official checkpoint without its {', '.join(missing)} part(s) "
+                            f"(found: {', '.join(sorted(parts)) or 'none'})")
   return parts
 
 
@@ -301,36 +330,71 @@ def convert(parts, model, target=None):
   return {col: tree for col, tree in variables.items() if tree}
 
 
-def convert_critic(state_dict):
-  """Official netP state dict → (Critic, its params, the input size it was built for)."""
-  from jaxdeg.models.cdd.critic import Critic
+class ImportedCritic(NamedTuple):
+  critic: Any       # jaxdeg.models.cdd.Critic
+  params: Any
+  size: int         # the input side it was built for (the official `in_width`)
+  strategy: str     # one of CRITIC_STRATEGIES
+  in_channels: int
+
+
+def netp_strategy(state_dict, strategy=None):
+  """The official strategy of a netP state dict: read off its input channels, or `strategy`
+  checked against them (6 channels need it named: the file does not say which)."""
   if "main.0.weight" not in state_dict:
     raise WeightImportError(f"netP: no 'main.0.weight' (found {_summary(state_dict)})")
-  width = state_dict["main.0.weight"].shape[0]
+  channels = state_dict["main.0.weight"].shape[1]
+  if strategy is None:
+    fits = [k for k, c in CRITIC_STRATEGIES.items() if c == channels]
+    if len(fits) != 1:
+      raise WeightImportError(f"netP sees {channels} input channels: name its strategy "
+                              f"({' or '.join(fits) or 'none fits'}); the checkpoint does not record which")
+    return fits[0]
+  if strategy not in CRITIC_STRATEGIES:
+    raise WeightImportError(f"critic strategy {strategy!r}: must be one of {', '.join(CRITIC_STRATEGIES)}"
+                            + (" (the official trainer never implemented 'qiqa')" if strategy == "qiqa" else ""))
+  if CRITIC_STRATEGIES[strategy] != channels:
+    raise WeightImportError(f"netP sees {channels} input channels; a {strategy!r} critic sees "
+                            f"{CRITIC_STRATEGIES[strategy]}")
+  return strategy
+
+
+def convert_critic(state_dict, strategy=None) -> ImportedCritic:
+  """Official netP state dict → the critic, its params, input size, strategy and channels."""
+  from jaxdeg.models.cdd.critic import Critic
+  strategy = netp_strategy(state_dict, strategy)
+  width, channels = state_dict["main.0.weight"].shape[:2]
   # the official critic swaps its first three stride-2 4×4 convs for 3×3 ones on small inputs
   strided = [state_dict.get(f"main.{2 * i}.weight", np.zeros((1, 1, 4, 4))).shape[-1] == 4 for i in range(3)]
   size = 128 if strided[0] else 64 if strided[1] else 32
   critic = Critic(width)
-  target = jax.eval_shape(critic.init, jax.random.key(0), jnp.zeros((1, size, size, 3)))
+  target = jax.eval_shape(critic.init, jax.random.key(0), jnp.zeros((1, size, size, channels)))
   params = convert_part(state_dict, critic_rows(), nn.meta.unbox(target), "netP → critic")["params"]
-  return critic, params, size
+  return ImportedCritic(critic, params, size, strategy, channels)
 
 
-def import_checkpoint(path, with_critic=False, **overrides):
-  """(DegradationModel, variables) from an official checkpoint file; with `with_critic`, also
-  (Critic, critic params, critic input size) when the file has a netP part, else None.
-
-  Fields are read from the file's shapes; `overrides` (e.g. use_entropy=False) take precedence."""
+def import_parts(parts, **overrides):
+  """(DegradationModel, variables) of checkpoint parts; fields from their shapes, then `overrides`."""
   from jaxdeg.models.cdd.model import DegradationModel
-  parts = load_checkpoint(path)
   model = DegradationModel(**{**model_kwargs(parts), "official_input_scaling": True, **overrides})
-  variables = jax.tree.map(jnp.asarray, convert(parts, model))
+  return model, jax.tree.map(jnp.asarray, convert(parts, model))
+
+
+def import_checkpoint(path, with_critic=False, critic_strategy=None, **overrides):
+  """(DegradationModel, variables) from an official checkpoint file; with `with_critic`, also
+  an ImportedCritic when the file has a netP part, else None.
+
+  Fields are read from the file's shapes; `overrides` (e.g. compress_global=False) take precedence."""
+  parts = load_checkpoint(path)
+  model, variables = import_parts(parts, **overrides)
   if not with_critic:
     return model, variables
-  critic = convert_critic(parts["netP"]) if "netP" in parts else None
+  critic = convert_critic(parts["netP"], critic_strategy) if "netP" in parts else None
   return model, variables, critic
 
 
-__all__ = ["load_checkpoint", "checkpoint_parts", "convert", "convert_part", "convert_critic", "import_checkpoint",
+__all__ = ["read_checkpoint", "load_checkpoint", "checkpoint_parts", "netp_strategy", "ImportedCritic",
+           "CRITIC_STRATEGIES", "REQUIRED_PARTS", "convert", "convert_part", "convert_critic", "import_parts",
+           "import_checkpoint",
            "model_kwargs", "hden_rows", "iden_rows", "generator_rows", "global_compressor_rows",
            "local_compressor_rows", "critic_rows", "WeightImportError"]

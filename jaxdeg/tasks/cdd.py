@@ -17,6 +17,8 @@ Each train step does, in one jitted function:
    ŷ and ŷ' being two samples for the same input (one generator call on the batch twice over, so
    each half gets its own noise maps).
 3. Critic step (its own Adam): α·(D(ŷ) − D(y)) + α·gp_weight·GP, on this step's ŷ.
+   What D sees follows `config.critic.strategy` (the official ones: 'unconditioned', 'conditioned',
+   'patched'; see _cdd_critic.py).
 4. The global batch's keys enter the MoCo queue.
 The paper's L_sim also has 10·DISTS (and LPIPS variants exist): they need ImageNet VGG weights,
 which the user supplies as files (`loss.vgg16_weights` with `loss.dists_weights` and/or
@@ -27,6 +29,10 @@ Eval (see `eval_step`): reproduction (ŷ from y's own embedding and x) and trans
 another image carrying the same degradation), with the `clean` and `residual_paste` baselines;
 PSNR, SSIM, MS-SSIM, and LPIPS / DISTS (lower is better) when `eval.vgg16_weights` with
 `eval.lpips_weights` / `eval.dists_weights` name the weight files.
+
+`config.init_from` may name an official checkpoint file (the authors' released weights) instead of
+a run: `params_from_foreign_checkpoint` imports it (jaxdeg.interop.cdd_torch) after checking that
+config.model describes the same network.
 """
 import jax
 import jax.numpy as jnp
@@ -39,6 +45,7 @@ from jaxdeg.errors import ConfigError
 from jaxdeg.metrics.image_quality import psnr, ssim
 from jaxdeg.models.cdd import Critic, DegradationModel
 from jaxdeg.models.cdd import moco
+from jaxdeg.tasks import _cdd_critic as critic_views
 from jaxdeg.tasks import _cdd_losses as losses
 from jaxdeg.tasks import _perceptual
 from jaxdeg.tasks._cdd_ops import ms_ssim_fitting, rbg_key, residual_paste, to_image_range, to_model_range
@@ -105,16 +112,48 @@ def _eval_is_procedural(data):
   return bool(clean) and all(clean)
 
 
+def model_fields(model_config):
+  """DegradationModel keyword arguments from config.model. Runs saved before the two compressor
+  switches have one `use_entropy`, which sets both. Lists (a config read back from JSON) become
+  tuples: the model stays hashable, so jitted functions can take it as a static argument."""
+  kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in dict(model_config).items()}
+  if "use_entropy" in kwargs:
+    both = kwargs.pop("use_entropy")
+    for name in ("compress_global", "compress_local"):
+      if kwargs.setdefault(name, both) != both:
+        raise ConfigError(f"config.model.use_entropy={both} contradicts config.model.{name}={kwargs[name]}; "
+                          "use the two switches only")
+  return kwargs
+
+
+def embed_images(model, variables, y):
+  """Embeddings of degraded y in [0, 1] (inference mode: running BatchNorm statistics, rounding)."""
+  return model.apply(variables, to_model_range(y), False, method=DegradationModel.embed)
+
+
+def apply_embeddings(model, variables, x, embeddings, key):
+  """x in [0, 1] carrying `embeddings`' degradation, in [0, 1] (unclipped: the model's output)."""
+  out = model.apply({"params": variables["params"]}, to_model_range(x), embeddings,
+                    method=DegradationModel.transfer, rngs={"noise": key})
+  return to_image_range(out)
+
+
 class CddTask(Task):
 
   def __init__(self, config):
     super().__init__(config)
-    kwargs = dict(config.model)
     try:
-      self.model = DegradationModel(**kwargs)
+      self.model = DegradationModel(**model_fields(config.model))
     except TypeError as e:
       raise ConfigError(f"config.model: {e} (fields are those of jaxdeg.models.cdd.DegradationModel)") from None
     self.critic = Critic(config.critic.width)
+    self.critic_strategy = config.critic.get("strategy", "unconditioned")
+    if self.critic_strategy not in critic_views.STRATEGIES:
+      raise ConfigError(f"config.critic.strategy={self.critic_strategy!r}: must be one of "
+                        f"{', '.join(critic_views.STRATEGIES)}")
+    if self.critic_strategy == "patched" and config.data.crop not in (128, 256, 512):
+      raise ConfigError(f"config.critic.strategy='patched' judges crop/4 patches with a critic that needs "
+                        f"32, 64 or 128 pixels: config.data.crop={config.data.crop} must be 128, 256 or 512")
     self.model_tx, self.critic_tx = make_optimizers(config.optimizer, config.optimizer.get("grad_clip", 0.0))
     self.loss = config.loss
     self.perceptual = perceptual_losses(config.loss)
@@ -137,7 +176,9 @@ class CddTask(Task):
     crop = self.config.data.crop
     image = jnp.zeros((1, crop, crop, 3), jnp.float32)
     variables = self.model.init({"params": rbg_key(k_model), "noise": rbg_key(k_noise)}, image, image)
-    critic_params = self.critic.init(rbg_key(k_critic), image)["params"]
+    side = critic_views.critic_size(self.critic_strategy, crop)
+    critic_input = jnp.zeros((1, side, side, critic_views.in_channels(self.critic_strategy)), jnp.float32)
+    critic_params = self.critic.init(rbg_key(k_critic), critic_input)["params"]
     params = {"model": variables["params"], "critic": critic_params}
     queue = moco.init_queue(rbg_key(k_queue), self.config.moco.queue_size, self.model.global_dim)
     model_state = {
@@ -166,7 +207,7 @@ class CddTask(Task):
 
   def generator_loss(self, model_params, critic_params, batch_stats, x, y, key_codes, queue, keys):
     """(total, (terms, new batch_stats, ŷ, normalised keys)) for the encoders + generator."""
-    k_quantize, k_noise = keys
+    k_quantize, k_noise, k_view = keys
     w = self.loss
     emb, updates = self.model.apply({"params": model_params, "batch_stats": batch_stats}, y, True,
                                     method=DegradationModel.embed, rngs={"quantize": k_quantize},
@@ -177,7 +218,8 @@ class CddTask(Task):
     y_hat, y_hat2 = jnp.split(samples, 2, axis=0)
     logits, normalised_keys = moco.contrastive_logits(emb.global_code, key_codes, queue,
                                                       self.config.moco.temperature)
-    d_fake = self.critic.apply({"params": critic_params}, y_hat)
+    d_fake = self.critic.apply({"params": critic_params},
+                               critic_views.generator_input(self.critic_strategy, k_view, x, y, y_hat))
     terms = {
         "l1": losses.l1_loss(y_hat, y),
         "colour": losses.colour_loss(y_hat, y),
@@ -201,20 +243,24 @@ class CddTask(Task):
   def train_step(self, state, batch):
     x, y, y_key = (to_model_range(batch[k]) for k in ("clean", "degraded", "degraded_key"))
     k_quantize, k_noise, k_gp = (rbg_key(k) for k in jax.random.split(state.step_rng(), 3))
+    # what the critic sees (patch positions; unused by the other strategies)
+    k_view_generator, k_view_critic = jax.random.split(jax.random.fold_in(state.step_rng(), 1))
     params, ms = state.params, state.model_state
     queue = moco.Queue(ms["queue"]["keys"], ms["queue"]["ptr"])
     key_codes, key_encoder = self.encode_keys(ms["key_encoder"], params["model"]["global_encoder"], y_key)
 
     grad_fn = jax.value_and_grad(self.generator_loss, has_aux=True)
     (loss, (terms, batch_stats, y_hat, new_keys)), grads = grad_fn(
-        params["model"], params["critic"], ms["batch_stats"], x, y, key_codes, queue, (k_quantize, k_noise))
+        params["model"], params["critic"], ms["batch_stats"], x, y, key_codes, queue,
+        (k_quantize, k_noise, k_view_generator))
     updates, model_opt = self.model_tx.update(grads, state.opt_state["model"], params["model"])
     model_params = optax.apply_updates(params["model"], updates)
 
     # the critic judges this step's ŷ, made before the generator's update (as the official loop does)
     critic_fn = lambda p: (lambda images: self.critic.apply({"params": p}, images))
+    real, fake = critic_views.critic_inputs(self.critic_strategy, k_view_critic, x, y, jax.lax.stop_gradient(y_hat))
     critic_grad_fn = jax.value_and_grad(
-        lambda p: losses.critic_loss(critic_fn(p), y, y_hat, k_gp, self.loss.gan_alpha, self.loss.gp_weight),
+        lambda p: losses.critic_loss(critic_fn(p), real, fake, k_gp, self.loss.gan_alpha, self.loss.gp_weight),
         has_aux=True)
     (_, critic_terms), critic_grads = critic_grad_fn(params["critic"])
     critic_updates, critic_opt = self.critic_tx.update(critic_grads, state.opt_state["critic"], params["critic"])
@@ -237,14 +283,14 @@ class CddTask(Task):
     return {"params": state.params["model"], "batch_stats": state.model_state["batch_stats"]}
 
   def embed(self, variables, y):
-    """Embeddings of degraded y in [0, 1] (inference mode: running BatchNorm statistics, rounding)."""
-    return self.model.apply(variables, to_model_range(y), False, method=DegradationModel.embed)
+    return embed_images(self.model, variables, y)
 
   def apply(self, variables, x, embeddings, key):
-    """x in [0, 1] carrying `embeddings`' degradation, in [0, 1] (unclipped: the model's output)."""
-    out = self.model.apply({"params": variables["params"]}, to_model_range(x), embeddings,
-                           method=DegradationModel.transfer, rngs={"noise": key})
-    return to_image_range(out)
+    return apply_embeddings(self.model, variables, x, embeddings, key)
+
+  def params_from_foreign_checkpoint(self, path, state):
+    from jaxdeg.tasks._cdd_foreign import state_from_official
+    return state_from_official(self, path, state)
 
   def eval_pairs(self, batch):
     """(clean x, degraded target y, reference r): r carries y's degradation on another image.

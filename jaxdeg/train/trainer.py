@@ -141,7 +141,7 @@ def train_and_evaluate(config, workdir, hooks=()):
   workdir = ensure_workdir(workdir)
   setup = Setup(config)
   task, total = setup.task, config.train.steps
-  writer = writers.create_writer(workdir)
+  writer = writers.create_writer(workdir, tensorboard=config.train.get("tensorboard", True))
   data_iter = task.data_iterator()
   mgr = ckpt.create_manager(workdir, keep=config.train.keep_checkpoints)
   start = mgr.latest_step()
@@ -158,7 +158,8 @@ def train_and_evaluate(config, workdir, hooks=()):
     logging.info("%s: %s parameters", config.task, f"{parameter_overview.count_parameters(state.params):,}")
     writer.write_hparams({k: v for k, v in _flatten(config.to_dict()).items()
                           if isinstance(v, (int, float, str, bool))})
-  progress = writers.create_progress(total, writer, config.train.progress_every_secs)
+  progress = writers.create_progress(total, writer, config.train.progress_every_secs,
+                                     tensorboard=config.train.get("tensorboard", True))
   preemption = _Preemption()
   history, pending = [], None
   step = start
@@ -354,7 +355,7 @@ def evaluate(config, workdir, step=None):
   with ckpt.create_manager(workdir, read_only=True) as mgr:
     step = mgr.latest_step() if step is None else step
     state = ckpt.restore(mgr, step, setup.abstract_state)
-  writer = writers.create_writer(workdir)
+  writer = writers.create_writer(workdir, tensorboard=config.train.get("tensorboard", True))
   results, grid = evaluate_state(setup, state, writer, step)
   results["step"] = int(step)
   if jax.process_index() == 0:

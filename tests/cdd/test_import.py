@@ -82,8 +82,8 @@ def test_imported_model_matches_the_reference(imported):
 
 
 def test_critic(imported):
-  parts, _, _, (critic, params, size), x, _ = imported
-  assert size == 32 and critic.width == 4
+  parts, _, _, (critic, params, size, strategy, channels), x, _ = imported
+  assert size == 32 and critic.width == 4 and (strategy, channels) == ("unconditioned", 3)
   with torch.no_grad():
     expected = parts["netP"](ref.nchw(x)).numpy()
   np.testing.assert_allclose(jax.jit(critic.apply)({"params": params}, x), expected, atol=TOL)
@@ -121,6 +121,7 @@ def test_mismatches_are_named():
     cdd_torch.checkpoint_parts({"state_dict": sd})
   with pytest.raises(WeightImportError, match="no .netG. part"):
     cdd_torch.convert({"netE": sd}, DegradationModel(encoder_dim=16, global_dim=8, generator_width=4,
-                                                     generator_blocks=(1, 1, 1, 1, 1), use_entropy=False))
+                                                     generator_blocks=(1, 1, 1, 1, 1), compress_global=False,
+                                                     compress_local=False))
   with pytest.raises(WeightImportError, match="no such file"):
     cdd_torch.load_checkpoint("/nonexistent/latest.pt")

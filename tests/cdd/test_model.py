@@ -44,8 +44,8 @@ def test_training_embeddings_use_the_quantize_stream_and_update_batch_stats():
     assert float(jnp.abs(new - old).max()) > 1e-6
 
 
-def test_without_entropy_and_iden_the_compressors_are_bypassed():
-  model = DegradationModel(**TINY, use_entropy=False, use_iden=False)
+def test_without_compressors_and_iden_the_compressors_are_bypassed():
+  model = DegradationModel(**TINY, compress_global=False, compress_local=False, use_iden=False)
   x, y = images()
   v = random_variables(model, x, y)
   emb = jax.jit(lambda v, y: model.apply(v, y, True, method=DegradationModel.embed, mutable=["batch_stats"])[0])(v, y)

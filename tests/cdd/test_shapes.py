@@ -81,9 +81,12 @@ def test_ablations_change_the_parameter_tree():
   img = spec(1, 64, 64, 3)
   tree = lambda **kw: nn.unbox(jax.eval_shape(lambda x: DegradationModel(**TINY_MODEL, **kw).init(RNGS, x, x),
                                               img))["params"]
-  assert set(tree(use_entropy=False)) == {"global_encoder", "local_encoder", "generator"}
+  assert set(tree(compress_global=False, compress_local=False)) == {"global_encoder", "local_encoder", "generator"}
+  # the two compressor switches are independent
+  assert set(tree(compress_global=False)) == {"global_encoder", "local_encoder", "local_compressor", "generator"}
+  assert set(tree(compress_local=False)) == {"global_encoder", "global_compressor", "local_encoder", "generator"}
   assert set(tree(use_iden=False)) == {"global_encoder", "global_compressor", "generator"}
-  no_ida = tree(use_ida=False, use_entropy=False, use_iden=False)
+  no_ida = tree(use_ida=False, compress_global=False, compress_local=False, use_iden=False)
   assert "ida" not in no_ida["generator"]["enc1_0"]["sft1"]
   # without IDEN the condition conv sees the global embedding only
   assert no_ida["generator"]["condition_in"]["kernel"].shape == (3, 3, 16, 8)

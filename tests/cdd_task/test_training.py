@@ -13,7 +13,8 @@ from jaxdeg.train import runs, trainer
 from tests.cdd_task.shared_run import ONE_DEVICE, TINY, tiny_run
 from tests.utils import load_config, max_abs_diff
 
-ABLATIONS = {"use_entropy": ("global_compressor", "local_compressor"),
+ABLATIONS = {"compress_global": ("global_compressor",),
+             "compress_local": ("local_compressor",),
              "use_iden": ("local_encoder", "local_compressor"),
              "use_ida": ()}
 
@@ -120,7 +121,8 @@ def test_all_ablations_together_run_a_step(trained):
   # one compiled step for the smallest model (no compressors, no local encoder, no IDA); the
   # single switches are traced above
   config, _, full, batch = trained
-  task = cdd.CddTask(load_config(TINY, model__use_entropy=False, model__use_iden=False, model__use_ida=False))
+  task = cdd.CddTask(load_config(TINY, model__compress_global=False, model__compress_local=False,
+                                     model__use_iden=False, model__use_ida=False))
   state = _pruned_state(task, full)
   new_state, metrics = jax.jit(task.train_step)(state, batch)
   assert int(new_state.step) == int(full.step) + 1

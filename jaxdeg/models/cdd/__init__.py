@@ -12,7 +12,8 @@ from jaxdeg.models.cdd.generator import IDA, IDASFT, Generator, SFTResBlock
 from jaxdeg.models.cdd.hden import HDEN, ConvBlock
 from jaxdeg.models.cdd.iden import IDEN
 from jaxdeg.models.cdd.model import DegradationModel, Embeddings
+from jaxdeg.models.cdd.norm import TorchBatchNorm
 
 __all__ = ["BitEstimator", "ConvBlock", "Critic", "DegradationModel", "Embeddings", "EntropyBottleneck", "GDN",
            "Generator", "GlobalCompressor", "HDEN", "IDA", "IDASFT", "IDEN", "IGDN", "LocalCompressor", "ResidualMLP",
-           "SFTResBlock", "global_rate", "local_rate"]
+           "SFTResBlock", "TorchBatchNorm", "global_rate", "local_rate"]

@@ -5,6 +5,8 @@ LeakyReLU(0.2): 4×4 stride-2 convs, except that the first three become stride-1
 the input is already small (below 128, 64, 32 pixels respectively), so inputs of 32, 64 or 128
 pixels all reach 4×4; then a 4×4 valid conv to 32·width channels and a linear layer → one score per image.
 No normalisation (WGAN-GP's gradient penalty forbids batch coupling); no biases in the convs.
+Inputs have 3 channels (the image) or 6 (with a condition: the official critic strategies, whose
+inputs jaxdeg/tasks/_cdd_critic.py makes).
 At width 64 it has 44.7 M parameters, most in the last two convs (16w → 32w at 4×4).
 """
 import flax.linen as nn

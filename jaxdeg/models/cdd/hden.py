@@ -4,13 +4,14 @@ Two convolutional branches read the degraded image y: a long-range branch that o
 conv of stride (k-1)/2 (the released configs use k = 3, i.e. stride 1 and no padding) and a
 short-range branch of 3×3/1×1 convs with one stride-2 step. Each is global-average-pooled; the two
 256-vectors are concatenated and mapped by a two-layer MLP to the 256-d embedding.
-BatchNorm statistics live in the `batch_stats` collection: pass `train=True` with
-`mutable=['batch_stats']` while training.
+BatchNorm (torch's running-variance rule, norm.py) keeps its statistics in the `batch_stats`
+collection: pass `train=True` with `mutable=['batch_stats']` while training.
 """
 import flax.linen as nn
 import jax.numpy as jnp
 
 from jaxdeg.models import layers
+from jaxdeg.models.cdd.norm import TorchBatchNorm
 from jaxdeg.models.cdd.ops import activation, torch_padding
 
 
@@ -25,10 +26,7 @@ class ConvBlock(nn.Module):
   def __call__(self, x, train: bool = False):
     x = layers.Conv(self.features, (self.kernel, self.kernel), strides=(self.stride, self.stride),
                     padding=torch_padding(self.padding), name="conv")(x)
-    # torch BatchNorm2d: running = 0.9·running + 0.1·batch, eps 1e-5
-    x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                     scale_init=layers.logical(nn.initializers.ones_init(), layers.VECTOR_AXES),
-                     bias_init=layers.logical(nn.initializers.zeros_init(), layers.VECTOR_AXES), name="norm")(x)
+    x = TorchBatchNorm(name="norm")(x, train)
     return activation("lrelu0.2")(x)
 
 

@@ -10,7 +10,9 @@ rng streams: 'noise' (the generator's z, every call) and 'quantize' (the compres
 noise, training only). BatchNorm statistics (encoders) are in 'batch_stats'.
 
 Ablation switches (the paper's ablations):
-- `use_entropy=False`: no disentangle-by-compression; the compressors are bypassed, rates are 0.
+- `compress_global=False` / `compress_local=False`: that compressor is bypassed (and absent), its
+  rate is 0; the other is untouched. The official trainer switches them separately
+  (`netCprs.enabled`, `netCprs_loc.enabled`); both off is the paper's no-compression ablation.
 - `use_ida=False`: IDA-SFT layers lose their IDA term.
 - `use_iden=False`: no local encoder (nor local compressor); the condition is global only.
 The MoCo key encoder is not part of this module: it is a second copy of the `global_encoder`
@@ -34,9 +36,9 @@ class Embeddings:
   global_embedding: Any            # ê_g [B, global_dim] (after the compressor)
   local_embedding: Optional[Any]   # ê_l [B, H/2, W/2, local_dim] (after the compressor), or None
   global_code: Any                 # e_g before the compressor: the MoCo query
-  rate_global: Any                 # bits per sample, batch mean (0 without entropy)
-  rate_local: Any                  # bits per embedding pixel (0 without entropy or IDEN)
-  aux_loss: Any                    # entropy-bottleneck quantile loss (0 without entropy)
+  rate_global: Any                 # bits per sample, batch mean (0 without the global compressor)
+  rate_local: Any                  # bits per embedding pixel (0 without the local compressor or IDEN)
+  aux_loss: Any                    # entropy-bottleneck quantile loss (0 without the global compressor)
 
 
 class DegradationModel(nn.Module):
@@ -48,7 +50,8 @@ class DegradationModel(nn.Module):
   generator_width: int = 64
   generator_blocks: tuple = (4, 3, 2, 3, 4)
   cond_dim: int = 8
-  use_entropy: bool = True
+  compress_global: bool = True
+  compress_local: bool = True
   use_ida: bool = True
   use_iden: bool = True
   official_input_scaling: bool = False  # only for imported official weights (they expect 2x − 1)
@@ -57,11 +60,11 @@ class DegradationModel(nn.Module):
     self.global_encoder = HDEN(self.encoder_dim, self.global_dim, self.encoder_kernel)
     self.generator = Generator(self.generator_width, self.cond_dim, self.generator_blocks, use_ida=self.use_ida,
                                official_input_scaling=self.official_input_scaling)
-    if self.use_entropy:
+    if self.compress_global:
       self.global_compressor = GlobalCompressor(self.global_dim, self.global_dim // 4)
     if self.use_iden:
       self.local_encoder = IDEN(self.encoder_dim, self.local_dim, self.encoder_kernel)
-      if self.use_entropy:
+      if self.compress_local:
         self.local_compressor = LocalCompressor(self.local_latent)
 
   def encode_global(self, y, train: bool = False):
@@ -73,12 +76,12 @@ class DegradationModel(nn.Module):
     zero = jnp.zeros((), jnp.float32)
     code = self.global_encoder(y, train)
     e_g, rate_g, aux = code, zero, zero
-    if self.use_entropy:
+    if self.compress_global:
       e_g, rate_g, aux = self.global_compressor(code, train)
     e_l, rate_l = None, zero
     if self.use_iden:
       e_l = self.local_encoder(y, train)
-      if self.use_entropy:
+      if self.compress_local:
         e_l, rate_l, _ = self.local_compressor(e_l, train)
     return Embeddings(e_g, e_l, code, rate_g, rate_l, aux)
 
