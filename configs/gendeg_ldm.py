@@ -4,6 +4,7 @@ trained from scratch on top of a frozen VAE.
   python -m jaxdeg.main --config=configs/gendeg_ldm.py --workdir=runs/ldm \\
       --config.vae.workdir=runs/vae            # a `vae` task run (configs/gendeg_vae.py)
   # or --config.vae.diffusers_path=/models/sd-v1-5 (a diffusers folder with vae/)
+  # from SD-1.5 as the paper (UNet and VAE): --config.init_weights.path=v1-5-pruned-emaonly.safetensors
   # GenDeg's CLIP text conditioning: --config.context.text_encoder=clip \\
   #     --config.context.text_encoder_weights=/models/sd-v1-5
 
@@ -31,6 +32,13 @@ def get_config(variant=None):
   c.vae.use_ema = True                                 # the run's EMA params when it kept them
   c.vae.scaling_factor = 0.18215                       # (GenDeg, SD)
   c.vae.dtype = "float32"
+  c.vae.norm_num_groups = 32                           # of a VAE read from init_weights.path (SD's)
+
+  # Start from Stable Diffusion 1.5 as GenDeg does: a CompVis single file (.safetensors, or a .ckpt
+  # with allow_unsafe_pickle=True: unpickling runs code from the file). The UNet is read from it
+  # (conv_in widened 4 → 8 with zeros), the frozen VAE too unless vae.workdir / vae.diffusers_path
+  # name another; for CLIP text give the same file as context.text_encoder_weights (frozen).
+  c.init_weights = ml_collections.ConfigDict(dict(path=config_dict.placeholder(str), allow_unsafe_pickle=False))
 
   # SD-1.x's UNet (GenDeg): diffusers' UNet2DConditionModel fields
   c.model = ml_collections.ConfigDict(dict(

@@ -85,9 +85,12 @@ def init_optimizer(tx, boxed_params):
   return jax.tree.map(fix, tx.init(boxed_params), is_leaf=lambda x: isinstance(x, nn.Partitioned))
 
 
-def _vae_source(vae_config):
-  """(AutoencoderKL, loader returning its params) from `vae.workdir` or `vae.diffusers_path`."""
+def _vae_source(vae_config, init=None):
+  """(AutoencoderKL, loader returning its params) from `vae.workdir` or `vae.diffusers_path`, else
+  from the single file `init_weights.path` names."""
   workdir, path = vae_config.get("workdir"), vae_config.get("diffusers_path")
+  if init and init.get("path") and not (workdir or path):
+    return _single_file_vae(init, vae_config)
   if bool(workdir) == bool(path):
     raise ConfigError("config.vae: set exactly one of vae.workdir (a `vae` task run) and vae.diffusers_path "
                       f"(a diffusers AutoencoderKL folder); got workdir={workdir!r}, diffusers_path={path!r}")
@@ -188,6 +191,34 @@ def _text_source(config, types, width):
   return TextSource(config.context, types, width, unpickle)
 
 
+def _read_init_file(init, prefixes):
+  from jaxdeg.interop import compvis
+  return compvis.read_state_dict(init.path, allow_unsafe_pickle=init.get("allow_unsafe_pickle", False),
+                                 flag="--config.init_weights.allow_unsafe_pickle=True", prefixes=prefixes)
+
+
+def _single_file_vae(init, vae_config):
+  """The frozen VAE of a CompVis single file (SD-1.5's, as GenDeg starts from)."""
+  from jaxdeg.interop import compvis
+  dtype = module_kwargs({"dtype": vae_config.get("dtype", "float32")}, "config.vae")["dtype"]
+  vae_sd = _read_init_file(init, (compvis.VAE_PREFIX,))
+  groups = vae_config.get("norm_num_groups", 32)  # not in the weights; SD's 32
+  model = AutoencoderKL(**compvis.vae_kwargs({k[len(compvis.VAE_PREFIX):]: v for k, v in vae_sd.items()}, groups),
+                        dtype=dtype)
+  return model, lambda: compvis.vae_params(_read_init_file(init, (compvis.VAE_PREFIX,)), model, what=init.path)
+
+
+def _single_file_unet(init, unet):
+  """UNet params from `init_weights.path` (conv_in widened with zeros to the model's inputs). Its
+  trained weights, as GenDeg's init_from_ckpt (load_ema=False) takes them: in SD-1.5's
+  '-emaonly' files those are the EMA weights."""
+  from jaxdeg.interop import compvis
+  params, _ = compvis.unet_params(_read_init_file(init, (compvis.UNET_PREFIX,)), unet, use_ema=False,
+                                  what=init.path)
+  logging.info("UNet initialised from %s", init.path)
+  return params
+
+
 def is_key_batch(key):
   """True for one key per example (raw (B, 2) or typed (B,)), False for one key."""
   typed = jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
@@ -272,7 +303,7 @@ class LdmTask(Task):
 
   def __init__(self, config):
     super().__init__(config)
-    self.vae, self._load_vae = _vae_source(config.vae)
+    self.vae, self._load_vae = _vae_source(config.vae, config.get("init_weights"))
     self.scaling_factor = float(config.vae.scaling_factor)
     unet_kwargs = module_kwargs(config.model, "config.model")
     if unet_kwargs.get("in_channels", 8) != 2 * self.vae.latent_channels:
@@ -340,6 +371,9 @@ class LdmTask(Task):
     type_or_text = {"type_ids": null_types} if self.text is None else {"text": context}
     params = {"unet": self.unet.init(k_unet, jnp.zeros((1, h, w, 2 * c)), jnp.zeros((1,)), context)["params"],
               "context": self.context.init(k_ctx, null_stats, **type_or_text)["params"]}
+    init = self.config.get("init_weights")
+    if init and init.get("path"):  # start from SD-1.5 as GenDeg: read when the jitted init runs
+      params["unet"] = frozen_in_init(lambda: _single_file_unet(init, self.unet), params["unet"])
     model_state = {"vae": frozen_in_init(self._load_vae_logged, self.vae_shapes)}
     if self.text is not None:
       model_state["text"] = self.text.table()
