@@ -24,6 +24,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.checkpoint_every = 500
   c.train.keep_checkpoints = 3
   c.train.progress_every_secs = 30.0
+  c.train.tensorboard = True              # TensorBoard events (clu, needs TensorFlow); else log + PNG
 
   c.eval = ml_collections.ConfigDict()
   c.eval.batch_size = 8

@@ -1,10 +1,12 @@
-"""Metric writing with clu; a plain logging writer when TensorFlow is absent.
+"""Metric writing with clu; a plain logging writer without TensorBoard.
 
 clu's `metric_writers` package imports TensorFlow's summary writer at import time, so on
-accelerator images without TensorFlow neither it nor `periodic_actions` can be imported.
-The fallback logs scalars and writes image grids as PNG files; progress (steps/s, ETA) is
-then reported by `_PlainProgress`.
+accelerator images without TensorFlow neither it nor `periodic_actions` can be imported. They are
+imported on first use (TensorFlow takes seconds to import: commands that write no metrics skip it).
+The fallback, also chosen with `config.train.tensorboard=False`, logs scalars and writes image grids
+as PNG files; progress (steps/s, ETA) is then reported by `_PlainProgress`.
 """
+import functools
 import os
 import time
 
@@ -13,12 +15,16 @@ from absl import logging
 
 from jaxdeg.data import images as image_io
 
-try:
-  from clu import metric_writers, periodic_actions
-  HAVE_CLU_WRITERS = True
-except ImportError as e:  # TensorFlow/TensorBoard missing
-  logging.info("clu metric writers unavailable (%s); using plain logging writer", e)
-  HAVE_CLU_WRITERS = False
+
+@functools.cache
+def clu_writers():
+  """(clu.metric_writers, clu.periodic_actions), or None when TensorFlow/TensorBoard is missing."""
+  try:
+    from clu import metric_writers, periodic_actions
+  except ImportError as e:
+    logging.info("clu metric writers unavailable (%s); using plain logging writer", e)
+    return None
+  return metric_writers, periodic_actions
 
 
 class PngImageWriter:
@@ -66,12 +72,12 @@ class _MultiWriter:
     return call
 
 
-def create_writer(workdir: str):
-  """TensorBoard + log + PNG on process 0; nothing on other processes."""
+def create_writer(workdir: str, tensorboard: bool = True):
+  """TensorBoard (when wanted and installed) + log + PNG on process 0; nothing on other processes."""
   if jax.process_index() != 0:
     return _MultiWriter([])
-  if HAVE_CLU_WRITERS:
-    tb = metric_writers.create_default_writer(workdir, just_logging=False, asynchronous=True)
+  if tensorboard and clu_writers():
+    tb = clu_writers()[0].create_default_writer(workdir, just_logging=False, asynchronous=True)
     return _MultiWriter([tb, PngImageWriter(workdir)])
   return _MultiWriter([_PlainWriter(workdir)])
 
@@ -97,8 +103,7 @@ class _PlainProgress:
     self.t0, self.step0 = t, step
 
 
-def create_progress(num_train_steps, writer, every_secs=30.0):
-  if HAVE_CLU_WRITERS and jax.process_index() == 0:
-    return periodic_actions.ReportProgress(num_train_steps=num_train_steps, writer=writer,
-                                           every_secs=every_secs)
+def create_progress(num_train_steps, writer, every_secs=30.0, tensorboard=True):
+  if tensorboard and clu_writers() and jax.process_index() == 0:
+    return clu_writers()[1].ReportProgress(num_train_steps=num_train_steps, writer=writer, every_secs=every_secs)
   return _PlainProgress(num_train_steps, writer, every_secs)

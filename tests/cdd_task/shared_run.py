@@ -27,7 +27,7 @@ class _RecordingWriter:
 
 def _train(workdir):
   records, real = [], writers.create_writer
-  writers.create_writer = lambda d: _RecordingWriter(real(d), records)
+  writers.create_writer = lambda d, **kw: _RecordingWriter(real(d, **kw), records)
   try:
     trainer.train_and_evaluate(load_config(TINY, **ONE_DEVICE), workdir)
   finally:

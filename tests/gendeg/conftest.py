@@ -21,8 +21,8 @@ def train_recording_losses(config, workdir):
   losses = {}
   create = writers.create_writer
 
-  def recording(wd):
-    writer = create(wd)
+  def recording(wd, **kw):
+    writer = create(wd, **kw)
     write = writer.write_scalars
 
     def write_scalars(step, scalars):

@@ -33,7 +33,9 @@ def main():
   if a.coordinator:
     from jaxdeg.train import distributed
     distributed.initialize(a.coordinator, a.num_processes, a.process_id, heartbeat_timeout=a.heartbeat_timeout)
-  config = load_config("configs/restore_procedural.py:tiny", steps=a.steps, overrides=a.set)
+  # no TensorBoard: these runs test resumption and processes, and TensorFlow's import costs seconds
+  config = load_config("configs/restore_procedural.py:tiny", steps=a.steps,
+                       overrides=["train.tensorboard=False", *a.set])
   from jaxdeg.train import trainer
 
   def hook(step, batch, state):
