@@ -20,8 +20,13 @@ $(VENV)/.test-installed: $(VENV)/.installed
 
 # The main job in small: synthesise pairs, train an all-in-one restorer on them, evaluate it per type
 # from its checkpoint on held-out photos (configs/demo.py). Outputs under $(WORKDIR)/.
+# With GenDeg's released checkpoint: make demo GENDEG_WEIGHTS=gendeg.ckpt [GENDEG_STRUCTURE=nafnet.ckpt]
+# (a Lightning .ckpt is unpickled, which runs code from the file: only for files you trust).
+GENDEG_FLAGS = $(if $(GENDEG_WEIGHTS),--config.synth.generator=released --config.synth.weights=$(GENDEG_WEIGHTS) \
+  --config.synth.allow_unsafe_pickle=True --config.synth.size=512 --config.synth.batch_size=1 \
+  $(if $(GENDEG_STRUCTURE),--config.synth.structure_weights=$(GENDEG_STRUCTURE)))
 demo: $(VENV)/.installed
-	$(PY) -m jaxdeg.main --config=configs/demo.py:synthesize --workdir=$(WORKDIR)/synthetic --mode=synthesize
+	$(PY) -m jaxdeg.main --config=configs/demo.py:synthesize --workdir=$(WORKDIR)/synthetic --mode=synthesize $(GENDEG_FLAGS)
 	$(PY) -m jaxdeg.main --config=configs/demo.py:$(WORKDIR)/synthetic --workdir=$(WORKDIR)/restorer --mode=train
 	$(PY) -m jaxdeg.main --config=configs/demo.py:$(WORKDIR)/synthetic --workdir=$(WORKDIR)/restorer --mode=evaluate
 	@echo "synthesised pairs: $(WORKDIR)/synthetic/synthesis_pairs.png; restored: $(WORKDIR)/restorer/demo.png"

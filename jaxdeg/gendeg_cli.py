@@ -164,8 +164,14 @@ class GenDeg:
     alone, so a sample does not depend on how many are drawn with it."""
     import jax
     import jax.numpy as jnp
-    shape = self.latent_shape(height, width)
     keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(seed), i))(jnp.arange(n))
+    return self.noises_from_keys(keys, height, width)
+
+  def noises_from_keys(self, keys, height, width):
+    """(noise, step_noise) with sample i's drawn from keys[i] alone."""
+    import jax
+    import jax.numpy as jnp
+    shape = self.latent_shape(height, width)
     init = jax.vmap(lambda k: jax.random.normal(jax.random.fold_in(k, 0), shape))(keys)
     steps = jax.vmap(lambda k: jax.random.normal(jax.random.fold_in(k, 1), (self.steps,) + shape))(keys)
     return init, jnp.swapaxes(steps, 0, 1)

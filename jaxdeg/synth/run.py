@@ -3,7 +3,9 @@
     config.synth.clean_sources     data source dicts (kinds of jaxdeg.data.from_config) of clean images
     config.synth.size              centre crop (pixels); smaller images are skipped and counted
     config.synth.types             degradation types; every clean image gets one sample of each
-    config.synth.generator         'ldm' (a trained GenDeg run: ldm_workdir) or 'procedural'
+    config.synth.generator         'ldm' (a trained GenDeg run: ldm_workdir), 'released' (GenDeg's
+                                   released checkpoint: weights, optionally structure_weights; a .ckpt
+                                   needs allow_unsafe_pickle) or 'procedural'
     config.synth.histograms        JSON of fitted (μ, σ) histograms; '' fits them from the procedural
                                    degradations on the clean images (fit_samples_per_type draws)
     config.synth.structure_workdir a trained `structure` run applied to structure_types ('' = none)
@@ -22,7 +24,7 @@ from jaxdeg.errors import ConfigError
 from jaxdeg.synth import procedural, synthesize
 from jaxdeg.synth.histograms import IntensityHistograms
 
-GENERATORS = ("ldm", "procedural")
+GENERATORS = ("ldm", "procedural", "released")
 HISTOGRAMS_FILE = "intensity_histograms.json"
 
 
@@ -33,6 +35,9 @@ def defaults() -> ml_collections.ConfigDict:
       # JSON {clean image name: caption} (or GenDeg's train_csv.json): a CLIP-conditioned LDM then gets
       # '<caption>, in hazy conditions' per image instead of the type's text alone
       captions="",
+      # generator='released': GenDeg's released checkpoint (CompVis single file) and, optionally, its
+      # structure corrector; a Lightning .ckpt runs code when read: allow_unsafe_pickle says so
+      weights="", structure_weights="", allow_unsafe_pickle=False, vocabulary="",
       structure_types=("haze", "motion_blur"),
       # GenDeg drops samples whose achieved intensity misses the request; its rule is not
       # published: keep when |μ_achieved − μ| ≤ tolerance_abs + tolerance_rel · μ.
@@ -74,6 +79,11 @@ def _generator(s, hist):
       raise ConfigError("config.synth.ldm_workdir is empty: point it at a trained `ldm` run")
     from jaxdeg.synth import trained
     return trained.ldm_generator(s)  # sets s.stats_size to the LDM's
+  if s.generator == "released":
+    if not s.weights:
+      raise ConfigError("config.synth.generator='released' needs config.synth.weights: GenDeg's checkpoint file")
+    from jaxdeg.synth import trained
+    return trained.released_generator(s)
   raise ConfigError(f"config.synth.generator={s.generator!r}: must be one of {', '.join(GENERATORS)}")
 
 
@@ -98,4 +108,7 @@ def run(config, workdir):
   if s.structure_workdir:
     from jaxdeg.synth import trained
     correct = trained.structure_corrector(s.structure_workdir)
+  elif s.structure_weights:
+    from jaxdeg.synth import trained
+    correct = trained.official_structure_corrector(s)
   return synthesize.run_jobs(s, generate, correct, hist, workdir, generator_name=name, type_ids=type_ids)

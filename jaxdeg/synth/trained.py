@@ -55,6 +55,42 @@ def ldm_generator(s):
   return generate, {t: types.index(t) for t in types}, f"gendeg-ldm {s.ldm_workdir} step {step}"
 
 
+def released_generator(s):
+  """(generate, type_ids, name) from GenDeg's released checkpoint `s.weights` (a Lightning `.ckpt`
+  is read only with `s.allow_unsafe_pickle`): the model and sampling `jaxdeg gendeg` runs, GenDeg's
+  prompt per type through the checkpoint's own CLIP (with `s.captions` '<caption>, in hazy
+  conditions' per image), each sample's noise from its own key."""
+  from jaxdeg import gendeg_cli
+  from jaxdeg.interop import compvis
+  weights = compvis.load(s.weights, allow_unsafe_pickle=s.allow_unsafe_pickle,
+                         flag="--config.synth.allow_unsafe_pickle=True")
+  model = gendeg_cli.GenDeg(weights, steps=s.steps, text_scale=s.text_scale, image_scale=s.image_scale)
+  encoder = gendeg_cli.prompt_encoder(weights, s.vocabulary or None)
+  types = tuple(s.types)
+  type_text = encoder([gendeg_prompt(t) for t in types])
+  captions = load_captions(s.captions) if s.get("captions") else None
+
+  def generate(clean, type_ids, mu, sigma, keys, names=None):
+    ids = np.asarray(type_ids)
+    if captions is None or names is None:
+      text = type_text[ids]
+    else:
+      text = encoder([gendeg_prompt(types[int(t)], caption_of(captions, n)) for t, n in zip(ids, names)])
+    noise, step_noise = model.noises_from_keys(keys, clean.shape[1], clean.shape[2])
+    return model(clean, jnp.asarray(text), jnp.asarray(encoder.null), intensity.mu_bin(mu), intensity.sigma_bin(sigma),
+                 noise, step_noise)
+  ema = "EMA " if weights.used_ema else ""
+  return generate, {t: i for i, t in enumerate(types)}, f"gendeg-released {os.path.basename(s.weights)} ({ema}UNet)"
+
+
+def official_structure_corrector(s):
+  """correct(clean, generated) from GenDeg's released structure-correction checkpoint."""
+  from jaxdeg.tasks.structure import official_corrector
+  fn, params = official_corrector(s.structure_weights, allow_unsafe_pickle=s.allow_unsafe_pickle,
+                                  flag="--config.synth.allow_unsafe_pickle=True")
+  return jax.jit(lambda clean, generated: fn(params, clean, generated))
+
+
 def load_captions(path):
   """{image name: caption} from a JSON file: that mapping, or GenDeg's train_csv.json (a list of
   {'filepath', 'title'} whose title ends in its type's text, which is cut off as GenDeg does)."""

@@ -286,3 +286,53 @@ def test_mu_sigma_from_gendeg_histogram_files(tmp_path):
     gendeg_cli.load_histograms(str(tmp_path / "data"), "rain")
   # GenDeg's bins: 128 on [0, 0.7], the top one for values at or above the range
   assert [gendeg_cli.official_bin(v, 0.7) for v in (0.0, 0.3, 0.6999, 0.7, 0.9)] == [0, 54, 127, 127, 127]
+
+
+def test_synthesis_runs_on_the_released_weights(release, tmp_path, monkeypatch):
+  """--mode=synthesize with generator='released': every kept record is the released model's sample
+  for its job's key, request and prompt, structure-corrected where the config says."""
+  import functools
+  import os
+
+  import jax
+  import jax.numpy as jnp
+
+  from jaxdeg import main
+  from jaxdeg.data import records
+  from jaxdeg.degrade import intensity
+  from jaxdeg.models.ldm.conditioning import gendeg_prompt
+  from jaxdeg.synth import contact_sheet
+  from tests.utils import load_config
+  monkeypatch.setattr(compvis, "load", functools.partial(compvis.load, num_heads=layout.HEADS,
+                                                         norm_num_groups=layout.GROUPS))
+  config = load_config("configs/gendeg_synthesize.py:tiny", synth__generator="released",
+                       synth__weights=str(release["folder"] / "gendeg.safetensors"),
+                       synth__structure_weights=release["corrector_path"], synth__allow_unsafe_pickle=True,
+                       synth__types=("haze", "rain"), synth__size=16, synth__steps=STEPS, synth__batch_size=2,
+                       synth__tolerance_abs=10.0)  # random weights miss any request: keep everything
+  config.synth.clean_sources = ({"kind": "samples", "photos": ("astronaut", "coffee")},)
+  main.run(config, str(tmp_path), mode="synthesize")
+  paths = [str(tmp_path / f) for f in os.listdir(tmp_path) if f.endswith(".array_record")]
+  found = contact_sheet.pairs_by_type(paths, per_type=10)
+  assert {t: len(v) for t, v in found.items()} == {"haze": 2, "rain": 2}
+
+  weights = compvis.load(str(release["folder"] / "gendeg.safetensors"))  # the small sizes patched above
+  corrector = official_corrector(release["corrector_path"], allow_unsafe_pickle=True)
+  model = GenDeg(weights, steps=STEPS, corrector=corrector)
+  encoder = gendeg_cli.prompt_encoder(weights)
+  correct = jax.jit(lambda clean, generated: corrector[0](corrector[1], clean, generated))
+  for type_name, pairs in found.items():  # both records of a type at once: the batch size synthesis ran
+    clean = jnp.asarray(np.stack([c for c, _, _ in pairs]) / 255.0, jnp.float32)
+    metas = [m for _, _, m in pairs]
+    assert all(m["generator"].startswith("gendeg-released") for m in metas)
+    assert all(m["structure_corrected"] == (type_name == "haze") for m in metas)
+    keys = jnp.stack([jax.random.fold_in(jax.random.PRNGKey(config.synth.seed), m["job"]) for m in metas])
+    text = encoder([gendeg_prompt(type_name)] * 2)
+    want = model(clean, jnp.asarray(text), jnp.asarray(encoder.null),
+                 intensity.mu_bin(jnp.asarray([m["mu"] for m in metas], jnp.float32)),
+                 intensity.sigma_bin(jnp.asarray([m["sigma"] for m in metas], jnp.float32)),
+                 *model.noises_from_keys(keys, 16, 16))
+    if type_name == "haze":
+      want = correct(clean, want)
+    got = np.stack([d for _, d, _ in pairs]).astype(np.float64)
+    assert np.abs(np.clip(np.asarray(want), 0, 1) * 255 - got).max() <= 1.0, type_name
