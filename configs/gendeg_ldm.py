@@ -18,7 +18,7 @@ import ml_collections
 from ml_collections import config_dict
 
 from jaxdeg.models.ldm.conditioning import DEGRADATION_TYPES
-from jaxdeg.tasks._gendeg_data import data_config, pairs_config
+from jaxdeg.tasks.gendeg_data import data_config, pairs_config
 from jaxdeg.train.defaults import base_config
 
 

@@ -14,7 +14,7 @@ Variants: `:tiny` (32² crops, a very small model: CPU tests).
 import ml_collections
 from ml_collections import config_dict
 
-from jaxdeg.tasks._gendeg_data import data_config, pairs_config
+from jaxdeg.tasks.gendeg_data import data_config, pairs_config
 from jaxdeg.train.defaults import base_config
 
 

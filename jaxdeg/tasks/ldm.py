@@ -47,7 +47,7 @@ from jaxdeg.errors import ConfigError
 from jaxdeg.models.ldm import AutoencoderKL, DegradationContext, UNet
 from jaxdeg.models.ldm.conditioning import dropout_masks, gendeg_prompt, null_inputs
 from jaxdeg.models.ldm.vae import sample_posterior
-from jaxdeg.tasks._gendeg_data import (PairMaker, frozen_in_init, inference_params, init_key, load_state,
+from jaxdeg.tasks.gendeg_data import (PairMaker, frozen_in_init, inference_params, init_key, load_state,
                                        module_kwargs, saved_config, to_image_range, to_model_range)
 from jaxdeg.tasks.base import Task
 from jaxdeg.train.state import TrainState, apply_gradients

@@ -28,7 +28,7 @@ from jaxdeg.errors import ConfigError
 from jaxdeg.metrics.image_quality import psnr
 from jaxdeg.models.ldm import DEGRADATION_TYPES
 from jaxdeg.models.restore import NAFNet
-from jaxdeg.tasks._gendeg_data import PairMaker, frozen_in_init, inference_params, init_key, load_state, saved_config
+from jaxdeg.tasks.gendeg_data import PairMaker, frozen_in_init, inference_params, init_key, load_state, saved_config
 from jaxdeg.tasks.base import Task
 from jaxdeg.tasks.restore import make_optimizer
 from jaxdeg.train.state import TrainState, apply_gradients

@@ -27,7 +27,7 @@ from jaxdeg.metrics.image_quality import psnr
 from jaxdeg.models.ldm import DEGRADATION_TYPES, AutoencoderKL, patch_gan
 from jaxdeg.models.ldm.vae import kl_divergence, sample_posterior
 from jaxdeg.tasks import _perceptual
-from jaxdeg.tasks._gendeg_data import PairMaker, init_key, module_kwargs, to_image_range, to_model_range
+from jaxdeg.tasks.gendeg_data import PairMaker, init_key, module_kwargs, to_image_range, to_model_range
 from jaxdeg.tasks.base import Task
 from jaxdeg.train.state import TrainState, apply_gradients
 

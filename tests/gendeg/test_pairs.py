@@ -5,7 +5,7 @@ import pytest
 
 from jaxdeg.errors import ConfigError
 from jaxdeg.models.ldm import DEGRADATION_TYPES
-from jaxdeg.tasks._gendeg_data import PairMaker, type_spec
+from jaxdeg.tasks.gendeg_data import PairMaker, type_spec
 from tests.gendeg.conftest import vae_config
 
 
