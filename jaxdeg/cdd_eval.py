@@ -88,6 +88,8 @@ def evaluate_official(weights, config, output_dir, grain_stats=None):
   writes metrics.json, metrics.md, the grid (and grain_stats.*) into output_dir."""
   import json
   import os
+
+  import jax
   from jaxdeg.data import images as image_io
   from jaxdeg.errors import UserError
   from jaxdeg.train import trainer, writers
@@ -99,12 +101,13 @@ def evaluate_official(weights, config, output_dir, grain_stats=None):
   state = trainer._load_init_from(setup, setup.init(setup.rng))  # the import that fine-tuning starts from
   results, grid = trainer.evaluate_state(setup, state, writers.create_writer(out), 0)
   results["weights"] = os.path.abspath(weights)
-  with open(os.path.join(out, "metrics.json"), "w") as f:
-    json.dump(results, f, indent=1)
-  with open(os.path.join(out, "metrics.md"), "w") as f:
-    f.write(trainer.metrics_markdown(results, f"official checkpoint {weights}"))
-  if grid is not None:
-    image_io.write_image(os.path.join(out, config.eval.grid_name), grid)
+  if jax.process_index() == 0:
+    with open(os.path.join(out, "metrics.json"), "w") as f:
+      json.dump(results, f, indent=1)
+    with open(os.path.join(out, "metrics.md"), "w") as f:
+      f.write(trainer.metrics_markdown(results, f"official checkpoint {weights}"))
+    if grid is not None:
+      image_io.write_image(os.path.join(out, config.eval.grid_name), grid)
   text = table(results, config.data.eval_crop)
   if config.eval.get("grain_stats", False) if grain_stats is None else grain_stats:
     from jaxdeg import cdd_grain_eval
