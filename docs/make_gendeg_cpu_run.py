@@ -101,7 +101,7 @@ def main(argv=None):
   hist = procedural.fit_procedural(fit_images, types, 256, stats_size=stats_size)
 
   sampler = Sampler(task, a.sample_steps, "euler_ancestral", config.eval.get("sigma_interp", "log"))
-  params, vae = runs.inference_params(state), state.model_state["vae"]
+  params, vae = state.inference_params(), state.model_state["vae"]
   generate = jax.jit(lambda c, t, m, s, k, scale: sampler.sample(params, vae, c, t, m, s, k, scale, IMAGE_SCALE))
   measure = jax.jit(lambda c, g: intensity.intensity_stats(c, g, size=stats_size))
 

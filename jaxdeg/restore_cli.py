@@ -36,7 +36,7 @@ def restorer(workdir, step=None, tile=256, overlap=32):
   config, task, state, step = runs.load_run(workdir, step)
   if not hasattr(task, "model") or config.task != "restore":
     raise UserError(f"{workdir}: a `{config.task}` run, not a restorer (task `restore`)")
-  params = runs.inference_params(state)
+  params = state.inference_params()
   apply = jax.jit(lambda x: task.model.apply({"params": params}, x))
 
   def restore(image):  # tile offsets on the restorer's downsampling grid (task.align)

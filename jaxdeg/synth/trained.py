@@ -28,7 +28,7 @@ def ldm_generator(s):
   sampler = Sampler(task, s.steps, s.sampler, config.eval.get("sigma_interp", "log"))
   # requests and checks use the statistics the LDM was conditioned on
   s.stats_size = int(config.conditioning.stats_size)
-  params, vae = runs.inference_params(state), state.model_state["vae"]
+  params, vae = state.inference_params(), state.model_state["vae"]
   # CLIP-conditioned LDMs: GenDeg's prompt per type, encoded when the run was initialised
   text = state.model_state.get("text")
 
@@ -118,7 +118,7 @@ def structure_corrector(workdir):
   config, task, state, _ = runs.load_run(workdir)
   if config.task != "structure":
     raise ConfigError(f"config.synth.structure_workdir={workdir}: a `{config.task}` run, not a `structure` run")
-  params = runs.inference_params(state)
+  params = state.inference_params()
 
   @jax.jit
   def correct(clean, generated):

@@ -127,11 +127,6 @@ def load_state(workdir):
   return jax.device_get(state)
 
 
-def inference_params(state, use_ema=True):
-  """EMA params when the run kept them (and `use_ema`), else the trained params."""
-  return state.ema_params if use_ema and state.ema_params is not None else state.params
-
-
 def frozen_in_init(load_fn, shapes):
   """Inside a task's init_state: the arrays `load_fn()` returns, fetched from the host when the
   jitted init runs (never embedded in the program as constants, never read by eval_shape).
@@ -193,4 +188,3 @@ def pairs_config(types=GENDEG_TYPES, intensity=(0.1, 1.0)):
   """How clean images become pairs: one type per example (uniform over `types`), intensity uniform
   in the range (a choice: GenDeg's real data reaches mu ≈ 0.28 at most)."""
   return ml_collections.ConfigDict(dict(types=tuple(types), intensity=tuple(intensity)))
-

@@ -47,7 +47,7 @@ from jaxdeg.errors import ConfigError
 from jaxdeg.models.ldm import AutoencoderKL, DegradationContext, UNet
 from jaxdeg.models.ldm.conditioning import dropout_masks, gendeg_prompt, null_inputs
 from jaxdeg.models.ldm.vae import sample_posterior
-from jaxdeg.tasks.gendeg_data import (PairMaker, frozen_in_init, inference_params, init_key, load_state,
+from jaxdeg.tasks.gendeg_data import (PairMaker, frozen_in_init, init_key, load_state,
                                        module_kwargs, saved_config, to_image_range, to_model_range)
 from jaxdeg.tasks.base import Task
 from jaxdeg.train.state import TrainState, apply_gradients
@@ -99,7 +99,7 @@ def _vae_source(vae_config, init=None):
     saved = saved_config(workdir, "config.vae.workdir", "vae")
     model = AutoencoderKL(**{**module_kwargs(saved.model, "config.vae.workdir model"), "dtype": dtype, "remat": False})
     use_ema = vae_config.get("use_ema", True)
-    return model, lambda: inference_params(load_state(workdir), use_ema)
+    return model, lambda: load_state(workdir).inference_params(use_ema)
   from jaxdeg.interop import diffusers
   config = diffusers.load_config(path, "vae")
   if config is None:
@@ -458,7 +458,7 @@ class LdmTask(Task):
     checkpoints); a short guided sampling and how far its μ lands from the target's. Per type too."""
     seed = self.config.seed + 1
     clean, degraded, type_ids = self.pairs.eval_pairs(seed, batch)
-    params = state.ema_params if state.ema_params is not None else state.params
+    params = state.inference_params()
     vae_params = state.model_state["vae"]
     mu, sigma = self.measure(clean, degraded)
     stats = intensity.stats_one_hot(mu, sigma)

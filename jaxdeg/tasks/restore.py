@@ -131,10 +131,6 @@ class RestoreTask(Task):
     eval_key = jax.random.PRNGKey(self.config.seed + 1)
     return self._pair(batch, lambda n: jax.vmap(lambda i: jax.random.fold_in(eval_key, i))(batch["index"]))
 
-  @staticmethod
-  def _eval_params(state):
-    return state.ema_params if state.ema_params is not None else state.params
-
   def _eval_outputs(self, degraded, restored, clean):
     """eval_step's metrics and images for (B, H, W, 3) inputs, outputs and targets."""
     restored = jnp.clip(restored, 0.0, 1.0)
@@ -161,7 +157,7 @@ class RestoreTask(Task):
 
   def eval_step(self, state, batch):
     clean, degraded = self._eval_pair(batch)
-    out = self._eval_outputs(degraded, self.model.apply({"params": self._eval_params(state)}, degraded), clean)
+    out = self._eval_outputs(degraded, self.model.apply({"params": state.inference_params()}, degraded), clean)
     if self.paired:
       out["groups"] = self._groups(batch)
     return out
@@ -180,7 +176,7 @@ class RestoreTask(Task):
     tile, overlap, per_call = getattr(self, "tiling", None) or tile_settings(self.config.eval, self.align)
     fns = self._full_resolution_functions
     per_call = -(-per_call // fns["devices"]) * fns["devices"]
-    params = _replicate(self._eval_params(state), fns["replicated"])
+    params = _replicate(state.inference_params(), fns["replicated"])
     home = fns["home"]
 
     def restore_tiles(tiles):

@@ -28,7 +28,7 @@ from jaxdeg.errors import ConfigError
 from jaxdeg.metrics.image_quality import psnr
 from jaxdeg.models.ldm import DEGRADATION_TYPES
 from jaxdeg.models.restore import NAFNet
-from jaxdeg.tasks.gendeg_data import PairMaker, frozen_in_init, inference_params, init_key, load_state, saved_config
+from jaxdeg.tasks.gendeg_data import PairMaker, frozen_in_init, init_key, load_state, saved_config
 from jaxdeg.tasks.base import Task
 from jaxdeg.tasks.restore import make_optimizer
 from jaxdeg.train.state import TrainState, apply_gradients
@@ -71,7 +71,7 @@ class _FrozenLdm:
 
   def load(self):
     state = load_state(self.workdir)
-    return {"params": inference_params(state, self.use_ema), "vae": state.model_state["vae"]}
+    return {"params": state.inference_params(self.use_ema), "vae": state.model_state["vae"]}
 
 
 def official_corrector(path, *, allow_unsafe_pickle=False, flag="allow_unsafe_pickle=True", dtype=jnp.float32):
@@ -151,7 +151,7 @@ class StructureTask(Task):
     # one key per example, from its index: the same inputs on any mesh and in any batch
     keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.PRNGKey(seed + 1), i))(batch["index"])
     generated = self.generated(state, keys, clean, target, type_ids)
-    params = state.ema_params if state.ema_params is not None else state.params
+    params = state.inference_params()
     corrected = jnp.clip(self.correct(params, clean, generated), 0.0, 1.0)
     return {"metrics": {"psnr_generated": psnr(generated, target), "psnr_corrected": psnr(corrected, target)},
             "images": {"clean": clean, "generated": generated, "corrected": corrected, "target": target},

@@ -155,7 +155,7 @@ class VaeTask(Task):
 
   def eval_step(self, state, batch):
     clean, degraded, type_ids = self.pairs.eval_pairs(self.config.seed + 1, batch)
-    params = state.ema_params if state.ema_params is not None else state.params
+    params = state.inference_params()
     recon = self.reconstruct(params, jnp.concatenate([clean, degraded], axis=0))
     clean_recon, degraded_recon = jnp.split(recon, 2, axis=0)
     return {"metrics": {"psnr_clean": psnr(clean_recon, clean), "psnr_degraded": psnr(degraded_recon, degraded)},

@@ -33,8 +33,3 @@ def load_run(workdir, step=None, **config_overrides):
   with ckpt.create_manager(workdir, read_only=True) as mgr:
     state = ckpt.restore(mgr, step, abstract)
   return config, task, state, step
-
-
-def inference_params(state):
-  """EMA parameters when the run keeps them, else the trained ones."""
-  return state.ema_params if state.ema_params is not None else state.params

@@ -24,6 +24,11 @@ class TrainState(flax.struct.PyTreeNode):
     return cls(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
                model_state=model_state or {}, ema_params=params if ema else None, rng=rng)
 
+  def inference_params(self, use_ema=True):
+    """EMA params when the run keeps them (and `use_ema`), else the trained params: what every
+    evaluation, sampler and exported model uses."""
+    return self.ema_params if use_ema and self.ema_params is not None else self.params
+
   def step_rng(self):
     """A fresh key per step, derived from the base key: identical on any mesh and on resume."""
     return jax.random.fold_in(self.rng, self.step)

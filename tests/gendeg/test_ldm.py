@@ -93,7 +93,7 @@ def test_sharded_step_equals_single_device_step(vae_run):
 def test_sampler_returns_finite_images_deterministic_per_key(vae_run, ldm_run):
   config = ldm_config(vae_run[0])
   _, _, state, _ = runs.load_run(str(ldm_run[0]))
-  params, vae_params = runs.inference_params(state), state.model_state["vae"]
+  params, vae_params = state.inference_params(), state.model_state["vae"]
   sampler = ldm.make_sampler(config, steps=3)
   clean = np.stack([samples.load(n)[:32, :32] for n in ("astronaut", "coffee")]).astype(np.float32) / 255.0
   args = (params, vae_params, clean, np.array([0, 4], np.int32), np.array([10, 30], np.int32),

@@ -298,7 +298,6 @@ def test_synthesis_runs_on_the_released_weights(release, tmp_path, monkeypatch):
   import jax.numpy as jnp
 
   from jaxdeg import main
-  from jaxdeg.data import records
   from jaxdeg.degrade import intensity
   from jaxdeg.models.ldm.conditioning import gendeg_prompt
   from jaxdeg.synth import contact_sheet

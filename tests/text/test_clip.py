@@ -8,7 +8,7 @@ import pytest
 from jaxdeg.interop import clip_text
 from jaxdeg.interop.diffusers import WeightImportError
 from jaxdeg.models.text import CLIPTextTransformer
-from jaxdeg.text import encode, tokenizer as tok
+from jaxdeg.text import encode
 from tests.text import helpers
 
 VIT_L14 = dict(vocab_size=49408, hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,

@@ -28,7 +28,7 @@ def run(tmp_path_factory):
   workdir = tmp_path_factory.mktemp("full_res_run")
   trainer.train_and_evaluate(load_config(TINY, **RUN), workdir)
   _, task, state, _ = runs.load_run(str(workdir))
-  apply = jax.jit(lambda x: task.model.apply({"params": runs.inference_params(state)}, x))
+  apply = jax.jit(lambda x: task.model.apply({"params": state.inference_params()}, x))
   return workdir, task, apply
 
 

@@ -30,7 +30,7 @@ def test_restores_a_folder_at_full_resolution_and_reports_bad_files(tmp_path, ca
   # tiles with enough overlap agree with the whole image in one call
   config, task, state, _ = runs.load_run(str(run))
   x = photo.astype(np.float32) / 255
-  whole = np.clip(np.asarray(jax.jit(task.model.apply)({"params": runs.inference_params(state)}, x[None])[0]), 0, 1)
+  whole = np.clip(np.asarray(jax.jit(task.model.apply)({"params": state.inference_params()}, x[None])[0]), 0, 1)
   tiled, _ = restorer(str(run), tile=64, overlap=16)
   assert np.abs(tiled(x) - whole).max() < 1e-4
   assert np.abs(out - whole).max() <= 1 / 255 + 1e-6  # 8-bit output
