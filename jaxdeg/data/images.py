@@ -112,11 +112,6 @@ def to_float(arr) -> np.ndarray:
   return arr.astype(np.float32)
 
 
-def to_float_rgb(im: Image.Image) -> np.ndarray:
-  """A Pillow image -> float32 (H, W, 3) in [0, 1]."""
-  return to_float(_to_rgb_array(im))
-
-
 def write_image(path, image) -> None:
   """float (H, W, 3|1) in [0, 1] (or uint8) -> PNG/JPEG by extension."""
   arr = np.asarray(image)

@@ -19,16 +19,6 @@ def _batched(apply_fn, conds):
   return outs
 
 
-def classifier_free(apply_fn, cond, uncond, scale):
-  """ε = ε(∅) + s·[ε(c) − ε(∅)]."""
-  outs = _batched(apply_fn, (cond, uncond))
-
-  def model_fn(x, t):
-    c, u = outs(x, t)
-    return u + scale * (c - u)
-  return model_fn
-
-
 def dual(apply_fn, cond, image_only, uncond, text_scale=7.5, image_scale=1.5):
   """GenDeg / InstructPix2Pix dual guidance:
   ε = ε(∅,∅) + s_T·[ε(I,T) − ε(I,∅)] + s_I·[ε(I,∅) − ε(∅,∅)],

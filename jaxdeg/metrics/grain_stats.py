@@ -43,11 +43,6 @@ def _rgb(image, name):
   return a.astype(np.float64)
 
 
-def ycbcr(image):
-  """Full-range BT.601 (JFIF) YCbCr of RGB in [0, 1] (or uint8), chroma centred on 0: (H, W, 3)."""
-  return _rgb(image, "image") @ RGB_TO_YCBCR.T
-
-
 def grain_and_luma(clean, grainy):
   """(grain (H, W, 3) as Y, Cb, Cr differences, clean luma (H, W)), both on the [0, 1] scale."""
   clean, grainy = _rgb(clean, "clean"), _rgb(grainy, "grainy")

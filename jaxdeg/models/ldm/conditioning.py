@@ -91,10 +91,6 @@ class DegradationContext(nn.Module):
   stats_proj_init: str = "default"
   dtype: Any = jnp.float32
 
-  @property
-  def null_type(self):
-    return len(self.types)
-
   @nn.compact
   def __call__(self, stats, type_ids=None, text=None):
     if (type_ids is None) == (text is None):
