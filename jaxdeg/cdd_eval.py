@@ -92,20 +92,20 @@ def evaluate_official(weights, config, output_dir, grain_stats=None):
   import jax
   from jaxdeg.data import images as image_io
   from jaxdeg.errors import UserError
-  from jaxdeg.train import trainer, writers
+  from jaxdeg.train import evaluation, trainer, writers
   if config.get("task") != "cdd":
     raise UserError(f"--config: a `{config.get('task')}` experiment, not the degradation model (task `cdd`)")
   config.init_from, config.model.official_input_scaling = weights, True
   out = trainer.ensure_workdir(output_dir)
   setup = trainer.Setup(config)
   state = trainer._load_init_from(setup, setup.init(setup.rng))  # the import that fine-tuning starts from
-  results, grid = trainer.evaluate_state(setup, state, writers.create_writer(out), 0)
+  results, grid = evaluation.evaluate_state(setup, state, writers.create_writer(out), 0)
   results["weights"] = os.path.abspath(weights)
   if jax.process_index() == 0:
     with open(os.path.join(out, "metrics.json"), "w") as f:
       json.dump(results, f, indent=1)
     with open(os.path.join(out, "metrics.md"), "w") as f:
-      f.write(trainer.metrics_markdown(results, f"official checkpoint {weights}"))
+      f.write(evaluation.metrics_markdown(results, f"official checkpoint {weights}"))
     if grid is not None:
       image_io.write_image(os.path.join(out, config.eval.grid_name), grid)
   text = table(results, config.data.eval_crop)
@@ -135,17 +135,18 @@ def main(argv=None):
       if not (a.config and a.output_dir):
         raise UserError("--weights needs --config (the evaluation to run) and --output-dir")
       results, text = evaluate_official(a.weights, config_from_file(a.config), a.output_dir, a.grain_stats)
-      results["step"] = a.weights
+      header = f"official checkpoint {a.weights}"
     else:
       import os
       if os.path.isfile(a.workdir):
         raise UserError(f"{a.workdir}: a file, not a run folder (an official checkpoint? give it with --weights "
                         "and --config)")
       results, text = evaluate(a.workdir, a.step, a.grain_stats)
+      header = f"step {results['step']}"
   except UserError as e:
     print(f"jaxdeg: error: {e}", file=sys.stderr)
     return 2
-  print(f"step {results['step']}\n\n{text}")
+  print(f"{header}\n\n{text}")
   return 0
 
 
