@@ -36,7 +36,8 @@ def run(config, workdir, mode="train", step=None):
   if mode == "evaluate":
     return trainer.evaluate(config, workdir, step=step)
   if mode == "compile":
-    return trainer.compile_report(config, workdir)
+    from jaxdeg.train.compile_report import compile_report
+    return compile_report(config, workdir)
   if mode == "synthesize":
     import jax
 

@@ -5,7 +5,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxdeg.train import trainer, writers
+from jaxdeg.train import evaluation, trainer, writers
 from tests.perceptual.files import write_random_weights
 from tests.utils import load_config
 
@@ -70,7 +70,7 @@ def test_restore_evaluation_reports_lpips_and_fid_per_type(paths, inception_path
                        eval__lpips_weights=paths["lpips"], eval__inception_weights=inception_path)
   setup = trainer.Setup(config)
   # the trainer's evaluation of an untrained restorer: no training step to compile
-  results, _ = trainer.evaluate_state(setup, setup.init(setup.rng), writers.create_writer(str(tmp_path)), 0)
+  results, _ = evaluation.evaluate_state(setup, setup.init(setup.rng), writers.create_writer(str(tmp_path)), 0)
   assert set(results["by_type"]) == {"haze", "rain", "gaussian_noise"}
   for metric in ("lpips_input", "lpips_output"):
     assert np.isfinite(results[metric]) and results[metric] > 0, results
@@ -79,12 +79,12 @@ def test_restore_evaluation_reports_lpips_and_fid_per_type(paths, inception_path
     assert abs(weighted - results[metric]) < 1e-5
   # the degradations differ, so does their input LPIPS
   assert len({round(g["lpips_input"], 5) for g in results["by_type"].values()}) == 3
-  assert "| lpips_input | lpips_output |" in trainer.metrics_markdown(results)
+  assert "| lpips_input | lpips_output |" in evaluation.metrics_markdown(results)
   # FID of inputs and outputs against the targets, overall and per type (each type has ≥ 2 examples)
   for entry in [results] + list(results["by_type"].values()):
     assert entry["num_examples"] >= 2 and np.isfinite(entry["fid_input"]) and entry["fid_input"] > 0, entry
     assert np.isfinite(entry["fid_output"]) and entry["fid_output"] > 0
-  assert "fid_output" in trainer.metrics_markdown(results)
+  assert "fid_output" in evaluation.metrics_markdown(results)
 
 
 def test_grouped_fid_equals_fid_of_each_group_s_rows():
@@ -95,7 +95,7 @@ def test_grouped_fid_equals_fid_of_each_group_s_rows():
   for b in range(3):  # batches of 6 with padding rows (mask 0) and two groups
     feats = {"target": rng.normal(size=(6, 4)), "output": rng.normal(1.0, 2.0, size=(6, 4))}
     mask, ids = np.array([1, 1, 1, 1, 1, 0.0]), np.array([0, 1, 0, 1, 0, 1])
-    trainer._add_features(fids, feats, mask, {"type": ids})
+    evaluation._add_features(fids, feats, mask, {"type": ids})
     batches.append((feats, mask, ids))
   def direct(select):
     acc = FidAccumulator()
@@ -103,14 +103,14 @@ def test_grouped_fid_equals_fid_of_each_group_s_rows():
       sel = select(mask, ids)
       acc.add(feats["target"][sel], feats["output"][sel])
     return acc.result()
-  assert np.isclose(trainer._fid_results(fids[()])["fid_output"], direct(lambda m, i: m > 0), rtol=1e-10)
+  assert np.isclose(evaluation._fid_results(fids[()])["fid_output"], direct(lambda m, i: m > 0), rtol=1e-10)
   for g in (0, 1):
-    got = trainer._fid_results(fids[("type", g)])["fid_output"]
+    got = evaluation._fid_results(fids[("type", g)])["fid_output"]
     assert np.isclose(got, direct(lambda m, i: (m > 0) & (i == g)), rtol=1e-10)
   # a group with fewer than 2 rows has no covariance: no FID rather than an error
   one = {}
-  trainer._add_features(one, {"target": np.ones((2, 4)), "output": np.ones((2, 4))}, np.array([1.0, 0.0]), {})
-  assert trainer._fid_results(one[()]) == {}
+  evaluation._add_features(one, {"target": np.ones((2, 4)), "output": np.ones((2, 4))}, np.array([1.0, 0.0]), {})
+  assert evaluation._fid_results(one[()]) == {}
 
 
 def test_cdd_evaluation_reports_lpips_and_dists_per_method(paths):

@@ -147,3 +147,13 @@ def test_command_line_errors_are_one_line_and_overrides_reach_none_fields(tmp_pa
   proc = _main(f"--config={TINY}", f"--workdir={tmp_path}", "--config.mesh.fsdp=3")
   assert proc.returncode == 2 and "Traceback" not in proc.stderr
   assert any(l.startswith("jaxdeg: error: config.mesh=") for l in proc.stderr.splitlines())
+
+
+def test_compile_mode_reports_memory_and_flops_without_training(tmp_path):
+  from jaxdeg import main
+  report = main.run(load_config(TINY, mesh__data=4, mesh__fsdp=2), str(tmp_path), mode="compile")
+  with open(tmp_path / "compile_report.json") as f:
+    assert json.load(f) == json.loads(json.dumps(report))
+  assert report["mesh"] == {"data": 4, "fsdp": 2} and report["global_batch"]["image"][0] == 8
+  assert report["per_device_flops_per_step"] > 0 and report["per_device_argument_size_bytes"] > 0
+  assert not (tmp_path / "checkpoints").exists()
