@@ -23,7 +23,7 @@ configs; official_input_scaling is set), and the outputs go to --output-dir.
 """
 import sys
 
-from jaxdeg.tasks._cdd_ops import ms_ssim_scales
+from jaxdeg.tasks.cdd_ops import ms_ssim_scales
 
 ROWS = (("reproduction", "reproduction (y's own embedding)"),
         ("transfer", "transfer (embedding of another image, same degradation)"),

@@ -30,7 +30,7 @@ from jaxdeg.degrade.film_grain import film_grain
 from jaxdeg.degrade.film_grain_fit import fit_film_grain
 from jaxdeg.errors import UserError
 from jaxdeg.metrics import grain_stats
-from jaxdeg.tasks._cdd_ops import rbg_key, residual_paste
+from jaxdeg.tasks.cdd_ops import rbg_key, residual_paste
 
 AV1_SEED = 7
 ROWS = (("transfer", "transfer (embedding of another image, same grain)"),

@@ -51,7 +51,7 @@ from jaxdeg.data.images import EXTENSIONS, read_image, write_image
 from jaxdeg.errors import UserError
 from jaxdeg.models.cdd.ops import resize_bilinear_align_corners
 from jaxdeg.models.restore.tiling import tiled_apply
-from jaxdeg.tasks._cdd_ops import rbg_key
+from jaxdeg.tasks.cdd_ops import rbg_key
 from jaxdeg.tasks.cdd import apply_embeddings, embed_images
 
 GENERATOR_MULTIPLE = 8   # two stride-2 stages, and IDA halves the coarsest

@@ -61,7 +61,6 @@ def _numpy(a):
 def read_checkpoint(path):
   """(parts, info) of an official checkpoint file (`latest.pt`, `model_N.pt`): parts as
   `checkpoint_parts` gives them, info {'epoch', 'global_step'} where the file has them."""
-  import os
   if os.path.isdir(path):
     raise WeightImportError(f"{path}: a folder, not an official checkpoint file (a jaxdeg run is a folder: "
                             "give it as a run/workdir instead)")

@@ -11,7 +11,7 @@
 import jax
 import jax.numpy as jnp
 
-from jaxdeg.tasks._cdd_ops import blur, gaussian_taps, to_image_range
+from jaxdeg.tasks.cdd_ops import blur, gaussian_taps, to_image_range
 
 COLOUR_TAPS = gaussian_taps(45, 50.0)
 DIVERSITY_TAPS = gaussian_taps(11, 1.5)
