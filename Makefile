@@ -35,8 +35,8 @@ demo: $(VENV)/.installed
 # aomenc and dav1d for the film-grain parity tests: apt-get as root, else unpacked into $(VENV).
 test: $(VENV)/.test-installed
 	tests/install_system_tools.sh $(VENV)
-	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m pytest -q -n 2 --dist worksteal -m "not serial"
-	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m pytest -q -m serial
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m pytest -q -n 2 --dist worksteal -m "not serial" --durations=40
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m pytest -q -m serial --durations=5
 
 $(VENV)/.bench-installed: $(VENV)/.test-installed
 	$(PY) -m pip install -q -e '.[test,bench]'
