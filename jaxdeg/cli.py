@@ -1,6 +1,6 @@
 """`jaxdeg` console script.
 
-  jaxdeg train|evaluate|compile|synthesize --config=... --workdir=... [...]   forwards to jaxdeg.main
+  jaxdeg train|evaluate|compile|synthesize|cache_latents --config=... --workdir=...   forwards to jaxdeg.main
   jaxdeg degrade IN OUT --type haze --intensity 0.6        image-level utilities
   jaxdeg restore --workdir RUN IN OUT_DIR [--tile 256]     a trained restorer on images or a folder
   jaxdeg transfer --workdir RUN|--weights latest.pt --content X --reference Y OUT   a degradation model
@@ -31,12 +31,12 @@ def main(argv=None):
     print(__doc__.strip())
     return 0
   command, rest = args[0], args[1:]
-  if command in ("train", "evaluate", "compile", "synthesize"):
-    from jaxdeg import main as entry
+  from jaxdeg import main as entry  # its mode list is the one list of modes
+  if command in entry.MODES:
     return entry.main([prog, f"--mode={command}", *rest])
   if command in UTILITIES:
     return importlib.import_module(UTILITIES[command]).main(rest)
-  print(f"jaxdeg: error: unknown command {command!r}; commands: train, evaluate, compile, synthesize, {', '.join(UTILITIES)}",
+  print(f"jaxdeg: error: unknown command {command!r}; commands: {', '.join((*entry.MODES, *UTILITIES))}",
         file=sys.stderr)
   return 2
 

@@ -157,3 +157,11 @@ def test_compile_mode_reports_memory_and_flops_without_training(tmp_path):
   assert report["mesh"] == {"data": 4, "fsdp": 2} and report["global_batch"]["image"][0] == 8
   assert report["per_device_flops_per_step"] > 0 and report["per_device_argument_size_bytes"] > 0
   assert not (tmp_path / "checkpoints").exists()
+
+
+def test_console_script_knows_every_mode_and_names_them_for_an_unknown_command(capsys):
+  from jaxdeg import cli, main
+  assert cli.main(["jaxdeg", "no_such_command"]) == 2
+  err = capsys.readouterr().err.strip()
+  assert err.startswith("jaxdeg: error: unknown command 'no_such_command'") and "\n" not in err
+  assert all(mode in err for mode in main.MODES) and "gendeg" in err
