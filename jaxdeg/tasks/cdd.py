@@ -34,6 +34,8 @@ PSNR, SSIM, MS-SSIM, and LPIPS / DISTS (lower is better) when `eval.vgg16_weight
 a run: `params_from_foreign_checkpoint` imports it (jaxdeg.interop.cdd_torch) after checking that
 config.model describes the same network.
 """
+import functools
+
 import jax
 import jax.numpy as jnp
 import optax
@@ -55,7 +57,6 @@ from jaxdeg.train.state import TrainState
 COMPRESSORS = ("global_compressor", "local_compressor")
 METHODS = ("reproduction", "transfer", "clean", "residual_paste")
 IMAGE_METRICS = {"psnr": psnr, "ssim": ssim, "ms_ssim": ms_ssim_fitting}
-_notice_logged = []
 
 
 def make_optimizers(opt, grad_clip=0.0):
@@ -80,8 +81,7 @@ def perceptual_losses(loss_config):
   if distances:
     logging.info("cdd loss: L1 + colour + diversity + contrastive + rates + GAN + %s",
                  _perceptual.describe(distances, loss_config))
-  elif not _notice_logged:
-    _notice_logged.append(True)
+  else:
     logging.info("cdd loss: L1 + colour + diversity + contrastive + rates + GAN; no DISTS/LPIPS term "
                  "(config.loss.dists_weights and lpips_weights are None)")
   return distances
@@ -351,9 +351,11 @@ class CddTask(Task):
     return from_config.train_data(self.config)
 
   def eval_data(self):
-    if not hasattr(self, "_eval"):
-      self._eval = from_config.eval_data(self.config)
-    return self._eval
+    return self._eval_data
+
+  @functools.cached_property
+  def _eval_data(self):
+    return from_config.eval_data(self.config)
 
 
 def _twice(a):
