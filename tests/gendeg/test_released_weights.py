@@ -18,7 +18,8 @@ from jaxdeg.gendeg_cli import GenDeg
 from jaxdeg.interop import compvis
 from jaxdeg.tasks.structure import official_corrector
 from tests.interop import compvis_layout as layout
-from tests.ldm.torch_ref import nchw, nhwc
+from benchmarks.peers import torch_gendeg
+from benchmarks.peers.torch_gendeg import nchw, nhwc
 from tests.text.helpers import TINY_CLIP, torch_clip
 
 import torch  # noqa: E402  (test dependencies, pinned in pyproject)
@@ -53,65 +54,18 @@ def release(tmp_path_factory):
               corrector=net, corrector_path=str(folder / "nafnet_sd.ckpt"))
 
 
-def _k_diffusion_sigmas(alphas_cumprod, n):
-  log_sigmas = (((1 - alphas_cumprod) / alphas_cumprod) ** 0.5).log()
-  t = torch.linspace(len(log_sigmas) - 1, 0, n)
-  low, high, w = t.floor().long(), t.ceil().long(), t.frac()
-  return torch.cat([((1 - w) * log_sigmas[low] + w * log_sigmas[high]).exp(), torch.zeros(1)]), log_sigmas
-
-
-def _sigma_to_t(sigma, log_sigmas):
-  log_sigma = sigma.log()
-  dists = log_sigma - log_sigmas[:, None]
-  low = dists.ge(0).cumsum(dim=0).argmax(dim=0).clamp(max=log_sigmas.shape[0] - 2)
-  lo, hi = log_sigmas[low], log_sigmas[low + 1]
-  w = ((lo - log_sigma) / (lo - hi)).clamp(0, 1)
-  return (1 - w) * low + w * (low + 1)
-
-
 def torch_sample(r, clean, text, null_text, mu_bins, sigma_bins, noise, step_noise, text_scale, image_scale):
-  """run_single.py's sampling with --s (the corrector on the decoded sample), in PyTorch."""
+  """run_single.py's sampling with --s (the corrector on the decoded sample), in PyTorch, on
+  diffusers' models converted by diffusers' own single-file code (EMA weights extracted)."""
   sd, cfg, vcfg = r["sd"], r["config"], r["vae_config"]
   unet = UNet2DConditionModel.from_config(cfg)
   unet.load_state_dict(convert_ldm_unet_checkpoint(sd, cfg, extract_ema=True), strict=True)
   vae = TorchVAE.from_config(vcfg)
   vae.load_state_dict(convert_ldm_vae_checkpoint(sd, vcfg), strict=True)
-  unet, vae = unet.eval(), vae.eval()
-  # CompVis's schedule: linear in √β, float64, stored as float32
-  betas = torch.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000, dtype=torch.float64) ** 2
-  sigmas, log_sigmas = _k_diffusion_sigmas(torch.cumprod(1 - betas, 0).float(), STEPS)
-  b = clean.shape[0]
-
-  def context(text, stats):
-    s = F.linear(stats, sd["stats_proj.weight"], sd["stats_proj.bias"]).transpose(1, 2)
-    return F.linear(torch.cat([text, s], -1), sd["cc_projection.weight"], sd["cc_projection.bias"])
-
-  stats = torch.zeros(b, 2, 129)
-  stats[torch.arange(b), 0, torch.as_tensor(mu_bins)] = 1
-  stats[torch.arange(b), 1, torch.as_tensor(sigma_bins)] = 1
-  null_stats = torch.zeros(b, 2, 129)
-  null_stats[:, :, -1] = 1
-  with torch.no_grad():
-    image = vae.encode(nchw(clean * 2 - 1)).latent_dist.mode()
-    cond = context(torch.from_numpy(text), stats)
-    uncond = context(torch.from_numpy(null_text)[None].repeat(b, 1, 1), null_stats)
-    x = nchw(noise) * sigmas[0]
-    for i in range(STEPS):
-      s, s_to = sigmas[i], sigmas[i + 1]
-      t = _sigma_to_t(s.reshape(1), log_sigmas).repeat(3 * b)
-      x3 = torch.cat([x] * 3)
-      eps = unet(torch.cat([x3 / (s ** 2 + 1) ** 0.5, torch.cat([image, image, torch.zeros_like(image)])], 1), t,
-                 encoder_hidden_states=torch.cat([cond, uncond, uncond])).sample
-      c, ic, u = (x3 - eps * s).chunk(3)
-      denoised = u + text_scale * (c - ic) + image_scale * (ic - u)
-      up = min(s_to, (s_to ** 2 * (s ** 2 - s_to ** 2) / s ** 2) ** 0.5)
-      down = (s_to ** 2 - up ** 2) ** 0.5
-      x = x + (x - denoised) / s * (down - s)
-      if s_to > 0:
-        x = x + nchw(step_noise[i]) * up
-    out = vae.decode(x / 0.18215).sample.clamp(-1, 1)
-    out = r["corrector"](torch.cat([nchw(clean * 2 - 1), out], 1))
-  return nhwc(((out + 1) / 2).clamp(0, 1))
+  projections = {k: sd[k] for k in ("stats_proj.weight", "stats_proj.bias", "cc_projection.weight", "cc_projection.bias")}
+  return torch_gendeg.sample(unet.eval(), vae.eval(), projections, clean, text, null_text, mu_bins, sigma_bins,
+                             noise, step_noise, text_scale=text_scale, image_scale=image_scale,
+                             corrector=r["corrector"])
 
 
 def _inputs(seed, b=2):
