@@ -107,7 +107,7 @@ def test_paired_sources_at_full_size_grouped_per_type_and_test_set(run, monkeypa
                        eval__tile=64, eval__tile_overlap=32)
   results, seen, task = evaluate_recording(config, workdir, monkeypatch)
   assert len(seen) == 3
-  assert task._full_res["apply"]._cache_size() == 1  # one tile shape for both image sizes
+  assert task._full_resolution_functions["apply"]._cache_size() == 1  # one tile shape for both image sizes
   want = [reference(apply, degraded, clean) for degraded, clean in pairs]
   for got, expected in zip(seen, want):
     assert_close(got, expected)
