@@ -76,6 +76,10 @@ class NAFNet(nn.Module):
     ph, pw = -h % self.padder_size, -w % self.padder_size
     if ph or pw:  # reflect, as the jaxdeg model
       inp = F.pad(inp, (0, pw, 0, ph), mode="reflect")
+    return (self.ending(self.features(inp)) + inp)[:, :, :h, :w]
+
+  def features(self, inp):
+    """The U-Net body on an input already padded to a multiple of padder_size."""
     x = self.intro(inp)
     skips = []
     for enc, down in zip(self.encoders, self.downs):
@@ -85,5 +89,4 @@ class NAFNet(nn.Module):
     x = self.middle_blks(x)
     for dec, up, skip in zip(self.decoders, self.ups, skips[::-1]):
       x = dec(up(x) + skip)
-    x = self.ending(x) + inp
-    return x[:, :, :h, :w]
+    return x

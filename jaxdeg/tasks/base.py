@@ -73,8 +73,13 @@ class Task(abc.ABC):
 
   def eval_full_resolution(self, state: TrainState) -> Iterator[dict[str, Any]]:
     """eval_step's output (batches of one) for every eval image at its own size, for
-    `config.eval.full_resolution`."""
-    raise NotImplementedError
+    `config.eval.full_resolution`. A task that evaluates crops only refuses the setting."""
+    del state
+    raise self.crops_only_error()
+
+  def crops_only_error(self) -> ConfigError:
+    return ConfigError(f"config.eval.full_resolution=True: the {self.config.task} task evaluates crops only; "
+                       "set it to False")
 
   def write_latent_cache(self) -> Any:
     """--mode=cache_latents: encodes training batches once into `config.data.latent_cache`."""

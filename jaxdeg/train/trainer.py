@@ -57,9 +57,7 @@ class Setup:
         raise ConfigError(f"config.{field}={size} is not divisible by the {divisor} batch shards of "
                           f"mesh {dict(self.mesh.shape)}")
     if config.eval.get("full_resolution", False) and not self.task.full_resolution_eval:
-      # before training, not at its first evaluation
-      raise ConfigError(f"config.eval.full_resolution=True: the {config.task} task evaluates crops only; "
-                        "set it to False")
+      raise self.task.crops_only_error()  # before training, not at its first evaluation
     self.batch_sharding = mesh_lib.batch_sharding(self.mesh)
     self.rng = jax.random.PRNGKey(config.seed)
     abstract_boxed = jax.eval_shape(self.task.init_state, self.rng)

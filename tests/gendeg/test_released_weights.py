@@ -19,6 +19,7 @@ from jaxdeg.interop import compvis
 from jaxdeg.tasks.structure import official_corrector
 from tests.interop import compvis_layout as layout
 from benchmarks.peers import torch_gendeg
+from benchmarks.peers.torch_nafnet import NAFNet
 from benchmarks.peers.torch_gendeg import nchw, nhwc
 from tests.text.helpers import TINY_CLIP, torch_clip
 
@@ -89,32 +90,18 @@ def test_euler_ancestral_10_steps_match_a_torch_reference(release):
   assert float(np.abs(ref[0] - ref[1]).max()) > 1e-2  # the two requests really differ
 
 
-class TorchNAFNetCombine(torch.nn.Module):
+class TorchNAFNetCombine(NAFNet):
   """run_single.py's NAFNet_Combine on the official NAFNet layout: 6 channels in, 3 out, zero
   padding to a multiple of 2**levels, residual from the generated image (channels 3:6)."""
 
   def __init__(self, width, middle, enc, dec):
-    super().__init__()
-    from benchmarks.peers.torch_nafnet import NAFNet
-    net = NAFNet(6, width, middle, enc, dec)
-    for name in ("intro", "encoders", "downs", "middle_blks", "ups", "decoders"):
-      setattr(self, name, getattr(net, name))
+    super().__init__(6, width, middle, enc, dec)
     self.ending = torch.nn.Conv2d(width, 3, 3, padding=1)
-    self.padder_size = net.padder_size
 
   def forward(self, inp):
     h, w = inp.shape[-2:]
     inp = F.pad(inp, (0, -w % self.padder_size, 0, -h % self.padder_size))
-    x = self.intro(inp)
-    skips = []
-    for enc, down in zip(self.encoders, self.downs):
-      x = enc(x)
-      skips.append(x)
-      x = down(x)
-    x = self.middle_blks(x)
-    for dec, up, skip in zip(self.decoders, self.ups, skips[::-1]):
-      x = dec(up(x) + skip)
-    return (self.ending(x) + inp[:, 3:6])[:, :, :h, :w]
+    return (self.ending(self.features(inp)) + inp[:, 3:6])[:, :, :h, :w]
 
 
 def test_structure_corrector_matches_torch_nafnet_combine(release):

@@ -145,7 +145,10 @@ def test_tasks_without_full_resolution_evaluation_say_so():
   # refused when the run is set up, before any training
   with pytest.raises(ConfigError, match=r"config\.eval\.full_resolution=True: the vae task evaluates crops only"):
     trainer.Setup(load_config("configs/gendeg_vae.py:tiny", eval__full_resolution=True))
-  assert RestoreTask.full_resolution_eval and not tasks.get(load_config("configs/gendeg_vae.py:tiny")).full_resolution_eval
+  vae = tasks.get(load_config("configs/gendeg_vae.py:tiny"))
+  assert RestoreTask.full_resolution_eval and not vae.full_resolution_eval
+  with pytest.raises(ConfigError, match="the vae task evaluates crops only"):
+    next(iter(vae.eval_full_resolution(None)))
 
 
 def test_latent_cache_mode_needs_a_task_that_has_one(tmp_path):
