@@ -52,7 +52,7 @@ from jaxdeg.tasks import _cdd_losses as losses
 from jaxdeg.tasks import _perceptual
 from jaxdeg.tasks.cdd_ops import ms_ssim_fitting, rbg_key, residual_paste, to_image_range, to_model_range
 from jaxdeg.tasks.base import Task
-from jaxdeg.train.state import TrainState
+from jaxdeg.train.state import TrainState, accumulating
 
 COMPRESSORS = ("global_compressor", "local_compressor")
 METHODS = ("reproduction", "transfer", "clean", "residual_paste")
@@ -154,7 +154,8 @@ class CddTask(Task):
     if self.critic_strategy == "patched" and config.data.crop not in (128, 256, 512):
       raise ConfigError(f"config.critic.strategy='patched' judges crop/4 patches with a critic that needs "
                         f"32, 64 or 128 pixels: config.data.crop={config.data.crop} must be 128, 256 or 512")
-    self.model_tx, self.critic_tx = make_optimizers(config.optimizer, config.optimizer.get("grad_clip", 0.0))
+    self.model_tx, self.critic_tx = (accumulating(tx, config.train) for tx in
+                                     make_optimizers(config.optimizer, config.optimizer.get("grad_clip", 0.0)))
     self.loss = config.loss
     self.perceptual = perceptual_losses(config.loss)
     self.eval_perceptual = _perceptual.load(config.eval, "config.eval", ("lpips", "dists"))

@@ -33,7 +33,7 @@ from jaxdeg.models.restore import NAFNet, PromptIR
 from jaxdeg.models.restore.tiling import tiled_apply
 from jaxdeg.tasks import _perceptual
 from jaxdeg.tasks.base import Task
-from jaxdeg.train.state import TrainState, apply_gradients
+from jaxdeg.train.state import TrainState, accumulate_steps, accumulating, apply_gradients
 
 MODELS = {"nafnet": NAFNet, "promptir": PromptIR}
 TILING_DEFAULTS = dict(tile=256, tile_overlap=32, tile_batch=8)
@@ -71,7 +71,9 @@ class RestoreTask(Task):
     if name not in MODELS:
       raise ConfigError(f"config.model.name={name!r}: restorers are {', '.join(MODELS)}")
     self.model = MODELS[name](**kwargs)
-    self.tx = make_optimizer(config.optimizer, config.train.steps)
+    # the schedule runs over optimizer updates: train.steps micro-batches / accumulate_steps
+    self.tx = accumulating(make_optimizer(config.optimizer, config.train.steps // accumulate_steps(config.train)),
+                           config.train)
     self.paired = bool(config.data.get("sources"))
     self.fft_weight = float(config.get("loss", {}).get("fft_weight", 0.0))
     self.eval_lpips = _perceptual.load(config.eval, "config.eval", ("lpips",)).get("lpips")

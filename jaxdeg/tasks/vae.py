@@ -29,7 +29,7 @@ from jaxdeg.models.ldm.vae import kl_divergence, sample_posterior
 from jaxdeg.tasks import _perceptual
 from jaxdeg.tasks.gendeg_data import PairMaker, init_key, module_kwargs, to_image_range, to_model_range
 from jaxdeg.tasks.base import Task
-from jaxdeg.train.state import TrainState, apply_gradients
+from jaxdeg.train.state import TrainState, accumulating, apply_gradients
 
 
 def make_optimizer(opt):
@@ -57,7 +57,7 @@ class VaeTask(Task):
   def __init__(self, config):
     super().__init__(config)
     self.model = AutoencoderKL(**module_kwargs(config.model, "config.model"))
-    self.tx = make_optimizer(config.optimizer)
+    self.tx = accumulating(make_optimizer(config.optimizer), config.train)
     self.lpips = lpips_loss(config.loss)
     self.lpips_weight = float(config.loss.get("lpips_weight", 1.0))
     self.pairs = PairMaker(config, config.pairs.types, config.pairs.intensity, DEGRADATION_TYPES)
@@ -68,7 +68,7 @@ class VaeTask(Task):
     self.discriminator = None
     if self.gan_weight > 0:
       self.discriminator = patch_gan.PatchDiscriminator(int(loss.get("gan_width", 64)), int(loss.get("gan_layers", 3)))
-      self.disc_tx = optax.adam(config.optimizer.learning_rate, b1=0.5, b2=0.9)  # taming's
+      self.disc_tx = accumulating(optax.adam(config.optimizer.learning_rate, b1=0.5, b2=0.9), config.train)  # taming's
       logging.info("VAE: patch-GAN discriminator from step %d, weight %g (adaptive)", loss.get("gan_start", 0),
                    self.gan_weight)
 

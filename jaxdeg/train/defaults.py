@@ -19,6 +19,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.train = ml_collections.ConfigDict()
   c.train.steps = 1000
   c.train.batch_size = 8                  # global, over all processes and devices
+  # One optimizer update every accumulate_steps batches, on their mean gradient (= one batch of
+  # accumulate_steps × batch_size); train.steps and the step counters count batches.
+  c.train.accumulate_steps = 1
   c.train.log_every = 50
   c.train.eval_every = 500                # 0 disables periodic eval
   c.train.checkpoint_every = 500

@@ -22,6 +22,7 @@ from jaxdeg.errors import ConfigError, UserError
 from jaxdeg.train import checkpoint as ckpt
 from jaxdeg.train import mesh as mesh_lib
 from jaxdeg.train import evaluation, partitioning, writers
+from jaxdeg.train.state import accumulate_steps, accumulates
 
 
 class NonFiniteLossError(UserError):
@@ -61,6 +62,9 @@ class Setup:
     self.batch_sharding = mesh_lib.batch_sharding(self.mesh)
     self.rng = jax.random.PRNGKey(config.seed)
     abstract_boxed = jax.eval_shape(self.task.init_state, self.rng)
+    if accumulate_steps(config.train) > 1 and not accumulates(abstract_boxed.opt_state):
+      raise ConfigError(f"config.train.accumulate_steps={config.train.accumulate_steps}: the {config.task} task's "
+                        "optimizer does not accumulate (wrap it in jaxdeg.train.state.accumulating)")
     self.shardings = partitioning.state_shardings(abstract_boxed, self.mesh,
                                                   partitioning.rules_from_config(config))
     self.abstract_state = ckpt.abstract_with_shardings(partitioning.unbox(abstract_boxed), self.shardings)
