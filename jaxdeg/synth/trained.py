@@ -66,7 +66,8 @@ def released_generator(s):
                          flag="--config.synth.allow_unsafe_pickle=True")
   model = gendeg_cli.GenDeg(weights, steps=s.steps, text_scale=s.text_scale, image_scale=s.image_scale)
   encoder = gendeg_cli.prompt_encoder(weights, s.vocabulary or None)
-  types = tuple(s.types)
+  # the types, then the mixtures some sources are prompted as (GenDeg's ORD, CSD)
+  types = tuple(dict.fromkeys(tuple(s.types) + tuple(dict(s.mixed_sources or {}).values())))
   type_text = encoder([gendeg_prompt(t) for t in types])
   captions = load_captions(s.captions) if s.get("captions") else None
 
