@@ -1,4 +1,5 @@
-"""GenDS-style synthesis: every clean image gets one sample of each degradation type.
+"""GenDS-style synthesis: every clean image, resized to 512², gets one sample of each degradation type
+but its own source's (GenDeg; see jaxdeg/synth/run.py for the fields and the earlier options).
 
   python -m jaxdeg.main --config=configs/gendeg_synthesize.py --workdir=runs/gends --mode=synthesize \\
       --config.synth.ldm_workdir=runs/gendeg_ldm --config.synth.structure_workdir=runs/gendeg_structure \\
@@ -6,6 +7,7 @@
 
 Writes ArrayRecord shards (one series per process) that `kind="array_record"` data sources read.
 Resumable: run the same command again after an interruption.
+GenDeg's own per-dataset histograms: --config.synth.histograms=<your copy of GenDeg's data/ folder>.
 Variants: `:tiny` (procedural generator on the bundled photos, 64², for tests and CPU).
 """
 from ml_collections import config_dict

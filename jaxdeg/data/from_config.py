@@ -11,7 +11,7 @@
     )
     config.data.eval_sources = (...)              # same kinds; concatenated in order
     config.data.crop, .eval_crop, .flip ('' none, 'h', 'hv'), .degraded_key, .on_error,
-    .worker_count, .validate, .types, .meta_fields, .read_threads
+    .worker_count, .validate, .types, .meta_fields, .read_threads, .max_pixels
 
 Per kind, the keys a source dict may have (every kind also takes `label`, the source's name in
 evaluation tables):
@@ -27,6 +27,7 @@ sorted set of labels the train and eval sources declare.
 import os
 
 import ml_collections
+from ml_collections import config_dict
 
 from jaxdeg.data import pipeline, samples, sources, transforms
 from jaxdeg.data.skips import check_on_error
@@ -46,9 +47,12 @@ _REQUIRED = {"folder": ("path",), "paired": ("path",), "tfds": ("name",), "array
 
 def defaults() -> ml_collections.ConfigDict:
   """The data fields with their defaults (merge into a config's `data`)."""
-  return ml_collections.ConfigDict(dict(
+  d = ml_collections.ConfigDict(dict(
       sources=(), eval_sources=(), crop=256, eval_crop=256, flip="", degraded_key=False,
       on_error="skip", worker_count=0, validate=True, types=(), meta_fields=(), read_threads=4))
+  # images with more pixels are skipped as `too_large`, from their header (None: images.default_max_pixels())
+  d.max_pixels = config_dict.placeholder(int)
+  return d
 
 
 def _plain(value):
@@ -119,7 +123,8 @@ def source_labels(data, field) -> tuple[str, ...]:
   return tuple(source_label(raw, i) for i, raw in enumerate(tuple(_get(data, field))))
 
 
-def build_input(raw, *, min_size=0, on_error="skip", validate=True, where="source") -> pipeline.Input:
+def build_input(raw, *, min_size=0, on_error="skip", validate=True, where="source",
+                max_pixels=None) -> pipeline.Input:
   kind, spec = _spec(raw, where)
   weight = float(spec.pop("weight", 1.0))
   spec.pop("label", None)
@@ -127,13 +132,15 @@ def build_input(raw, *, min_size=0, on_error="skip", validate=True, where="sourc
   degrade_on = spec.pop("degrade_on", "cpu")
   if kind == "folder":
     src = sources.FolderSource(spec["path"], min_size=min_size, on_error=on_error, validate=validate,
+                               max_pixels=max_pixels,
                                type_name=spec.get("type", ""))
   elif kind == "paired":
     options = {k: spec[k] for k in ("degraded_dirs", "clean_dirs", "pattern", "template") if k in spec}
     if spec.get("type"):
       options["type_name"] = spec["type"]
     src = sources.PairedFolderSource(spec["path"], spec.get("layout", "relative"), min_size=min_size,
-                                     on_error=on_error, validate=validate, sigma=spec.get("sigma"), **options)
+                                     on_error=on_error, validate=validate, sigma=spec.get("sigma"),
+                                     max_pixels=max_pixels, **options)
   elif kind == "tfds":
     from jaxdeg.data.tfds import TfdsSource
     src = TfdsSource(spec["name"], split=spec.get("split", "test"), data_dir=spec.get("data_dir"),
@@ -142,7 +149,8 @@ def build_input(raw, *, min_size=0, on_error="skip", validate=True, where="sourc
     src = sources.ArrayRecordSource(_plain(spec["path"]))
   else:
     src = samples.SamplePhotos(spec["photos"])
-  return pipeline.Input(src, weight=weight, degradations=degradations, degrade_on=degrade_on)
+  return pipeline.Input(src, weight=weight, degradations=degradations, degrade_on=degrade_on,
+                        max_pixels=max_pixels)
 
 
 def _inputs(data, field, min_size):
@@ -151,6 +159,7 @@ def _inputs(data, field, min_size):
   if not specs:
     raise ConfigError(f"config.data.{field} is empty: name at least one data source")
   return [build_input(s, min_size=min_size, on_error=on_error, validate=_get(data, "validate"),
+                      max_pixels=_get(data, "max_pixels"),
                       where=f"config.data.{field}[{i}]") for i, s in enumerate(specs)]
 
 

@@ -25,7 +25,7 @@ import jax
 import numpy as np
 from absl import flags
 
-from jaxdeg.data import skips
+from jaxdeg.data import skips, waiting
 from jaxdeg.data.ordering import ProcessBlocks, shuffled_epochs
 from jaxdeg.data.transforms import FLIPS, CenterCrop, Decode, Degrade, Finalize, PairCrop
 from jaxdeg.errors import ConfigError, DataError
@@ -40,6 +40,7 @@ class Input:
   weight: float = 1.0
   degradations: Any = None
   degrade_on: str = "cpu"
+  max_pixels: int | None = None  # images above this many pixels are skipped (None: the default cap)
 
   def __post_init__(self):
     if self.degrade_on not in DEGRADE_ON:
@@ -125,7 +126,7 @@ def train_dataset(sources, *, crop: int, global_batch_size: int, seed: int, tran
   chains = []
   for i, inp in enumerate(inputs):
     ds = shuffled_epochs(grain.MapDataset.source(inp.source).seed(seed + i), seed + i)
-    ds = ds.map(Decode(on_error, skip_dir))
+    ds = ds.map(Decode(on_error, skip_dir, inp.max_pixels, i))
     ds = ds.random_map(PairCrop(crop, flip, degraded_key, on_error, skip_dir))
     if inp.degrade is not None:
       ds = ds.map(inp.degrade)
@@ -146,7 +147,7 @@ def train_dataset(sources, *, crop: int, global_batch_size: int, seed: int, tran
     if not flags.FLAGS.is_parsed():  # grain's worker options are absl flags; outside absl.app use defaults
       flags.FLAGS.mark_as_parsed()
     it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=worker_count), worker_init_fn=_worker_init)
-  return it
+  return waiting.Watched(it, inputs, skip_dir)  # raises, not hangs, when no record is usable
 
 
 def _with_seed(index, rec):
@@ -158,7 +159,7 @@ def _eval_chain(inputs, crop, on_error, type_names, meta_fields, transforms):
   skip_dir = skips.skip_dir()
   chains = []
   for i, inp in enumerate(inputs):
-    ds = grain.MapDataset.source(inp.source).map(Decode(on_error, skip_dir))
+    ds = grain.MapDataset.source(inp.source).map(Decode(on_error, skip_dir, inp.max_pixels, i))
     ds = ds.map(CenterCrop(crop, on_error, skip_dir)).map_with_index(_with_seed)
     if inp.degrade is not None:
       ds = ds.map(inp.degrade)

@@ -12,6 +12,7 @@ from jaxdeg.errors import ConfigError
 from jaxdeg.synth import run as synth_run
 from jaxdeg.synth import synthesize
 from jaxdeg.synth.histograms import IntensityHistograms
+from jaxdeg.synth.plan import Plan
 from tests.utils import load_config
 
 TINY = "configs/gendeg_synthesize.py:tiny"
@@ -78,6 +79,17 @@ def test_synthesis_writes_readable_shards_with_metadata(uninterrupted):
   # the calibrated procedural generator reaches the requested μ: rank correlation over all records
   rho = scipy.stats.spearmanr([r["meta"]["mu"] for r in recs], [r["meta"]["mu_achieved"] for r in recs])[0]
   assert rho >= 0.8, rho
+  # every record carries its plan entry; the summary counts jobs and uniform draws per type
+  s = synth_run.defaults()
+  s.update(load_config(TINY).synth)
+  plan = Plan(s, IntensityHistograms.load(os.path.join(workdir, synth_run.HISTOGRAMS_FILE)),
+              synthesize.clean_images(s)[1])
+  for r in recs:
+    entry = plan[r["meta"]["job"]]
+    assert {k: r["meta"][k] for k in entry} == entry
+  assert summary["per_type"]["haze"] == {"jobs": 4, "uniform": 1, "kept": summary["per_type"]["haze"]["kept"],
+                                         "dropped": 4 - summary["per_type"]["haze"]["kept"]}
+  assert summary["uniform"] == 3
 
 
 def test_interrupted_synthesis_resumes_without_duplicates(uninterrupted, tmp_path):
