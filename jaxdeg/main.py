@@ -7,6 +7,7 @@ Multi-process runs (one process per host or per GPU) connect through jax.distrib
 environment on TPU pods, SLURM and Kubernetes, or explicitly with --coordinator_address,
 --num_processes and --process_id.
 """
+import os
 import sys
 
 from absl import app, flags, logging
@@ -30,7 +31,8 @@ _VERBOSE = flags.DEFINE_bool("verbose", False, "Also print the libraries' INFO l
 
 def run(config, workdir, mode="train", step=None):
   """Python API behind the command line."""
-  from jaxdeg.train import trainer
+  from jaxdeg.train import defaults, trainer
+  defaults.check(config)
   if mode == "train":
     return trainer.train_and_evaluate(config, workdir)
   if mode == "evaluate":
@@ -73,8 +75,50 @@ def _main(argv):
     sys.exit(2)
 
 
+def _config_error(e, argv):
+  """A bad --config file or --config.* override -> one line naming it."""
+  config_arg = next((a for a in argv if a.startswith("--config=")), "--config")
+  if isinstance(e, SyntaxError):
+    return f"{config_arg}: syntax error at line {e.lineno}: {e.msg}"
+  if isinstance(e, AttributeError) and "get_config" in str(e):
+    return f"{config_arg}: the file defines no get_config()"
+  if isinstance(e, (AttributeError, KeyError)):  # an override naming a field the config lacks
+    name = str(e).strip("'\" ")
+    given = [a.split("=")[0] for a in argv if a.startswith("--config.") and name in a.split("=")[0].split(".")]
+    return f"{given[0] if given else name}: no such config field"
+  lines = [l.strip() for l in str(e).splitlines() if l.strip()]
+  # ml_collections puts the config's own traceback in the message: its last line is the reason
+  return f"{config_arg}: {lines[-1]}" if len(lines) > 1 else (lines[0] if lines else type(e).__name__)
+
+
+def _parse_flags(argv):
+  """absl's flag parsing, but a bad config file, variant, field or value is one line and exit 2 (absl
+  would print a traceback or 'FATAL Flags parsing error' and exit 1)."""
+  # main() called again in one process (tests): start from the defaults, without the last config's
+  # override flags (ml_collections defines them while parsing)
+  if flags.FLAGS.is_parsed():
+    flags.FLAGS.unparse_flags()
+  for name in [n for n in flags.FLAGS if n.startswith(f"{_CONFIG.name}.")]:
+    delattr(flags.FLAGS, name)
+  saved, sys.argv = sys.argv, list(argv)  # ml_collections finds --config.* overrides in sys.argv
+  try:
+    rest = flags.FLAGS(argv)
+  except (flags.Error, SyntaxError, AttributeError, KeyError, ValueError, TypeError, OSError) as e:
+    message = _config_error(e, argv)
+  else:
+    # a missing file is not an error to ml_collections until the config is used; `path:variant`
+    path = flags.FLAGS["config"].config_filename.split(":", 1)[0] if flags.FLAGS["config"].present else None
+    if path is None or os.path.isfile(path):
+      return rest
+    message = f"--config={path}: no such file"
+  finally:
+    sys.argv = saved
+  print(f"jaxdeg: error: {message}", file=sys.stderr, flush=True)
+  sys.exit(2)
+
+
 def main(argv=None):
-  app.run(_main, argv=argv)
+  app.run(_main, argv=argv, flags_parser=_parse_flags)
 
 
 if __name__ == "__main__":

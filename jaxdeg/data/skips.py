@@ -9,6 +9,8 @@ Records are rejected in two places:
     to the workers), so the counts survive the worker processes.
 
 `summary()` merges both and counts each (reason, path) once, however many epochs hit it.
+Decode-time lines also name the record (input index and record name): `skipped_records()` counts
+the distinct records skipped, which tells waiting.py when no record is usable at all.
 The trainer calls `write_skip_summary(workdir)` at checkpoints and at the end.
 """
 import atexit
@@ -32,6 +34,9 @@ REASONS = {
     "missing_partner": "has no partner image",
     "size_mismatch": "pair images differ in size",
     "too_small": "smaller than the crop",
+    "too_large": "more pixels than the cap (a decompression bomb?)",
+    "non_finite": "float image with NaN or infinite values",
+    "out_of_range": "float image with values outside [0, 1]",
     "bad_record": "malformed record",
 }
 SUMMARY_FILE = "data_skips.json"
@@ -53,7 +58,7 @@ def check_on_error(value):
   return value
 
 
-_state = {"dir": None, "owner": None, "prescan": {}, "seen": set()}
+_state = {"dir": None, "owner": None, "prescan": {}, "seen": set(), "records": set()}
 
 
 def skip_dir() -> str:
@@ -67,7 +72,7 @@ def skip_dir() -> str:
 
 def reset():
   """Forgets every skip recorded so far (a fresh directory for the next pipelines)."""
-  _state.update(dir=None, owner=None, prescan={}, seen=set())
+  _state.update(dir=None, owner=None, prescan={}, seen=set(), records=set())
 
 
 def _log_once(err):
@@ -87,28 +92,41 @@ def record_prescan(err: BadRecord, on_error: str):
     _state["prescan"][(err.reason, err.path)] = err.detail
 
 
-def record_decode(err: BadRecord, on_error: str, directory: str):
-  """A record rejected while decoding, in whatever process runs the transform."""
+def record_decode(err: BadRecord, on_error: str, directory: str, record=None):
+  """A record rejected while decoding, in whatever process runs the transform; `record` names the
+  record (several records may share a bad file, e.g. one clean image of many hazy ones)."""
   if on_error == "raise":
     raise err
-  if _log_once(err):
-    line = json.dumps({"reason": err.reason, "path": err.path, "detail": err.detail})
+  new_record = record is not None and record not in _state["records"]
+  if new_record:
+    _state["records"].add(record)
+  if _log_once(err) or new_record:
+    line = json.dumps({"reason": err.reason, "path": err.path, "detail": err.detail, "record": record})
     with open(os.path.join(directory, f"skips-{os.getpid()}.jsonl"), "a") as f:
       f.write(line + "\n")
 
 
-def _decode_skips(directory):
-  found = {}
+def _decode_lines(directory):
   if directory and os.path.isdir(directory):
     for name in sorted(os.listdir(directory)):
       with open(os.path.join(directory, name)) as f:
         for line in f:
           try:
-            rec = json.loads(line)
+            yield json.loads(line)
           except ValueError:  # blank, or a line a worker is still writing
             continue
-          found.setdefault((rec["reason"], rec["path"]), rec["detail"])
+
+
+def _decode_skips(directory):
+  found = {}
+  for rec in _decode_lines(directory):
+    found.setdefault((rec["reason"], rec["path"]), rec["detail"])
   return found
+
+
+def skipped_records(directory=None) -> int:
+  """How many distinct records were skipped while decoding, in every process of this run."""
+  return len({rec["record"] for rec in _decode_lines(directory or _state["dir"]) if rec.get("record")})
 
 
 def summary() -> dict:

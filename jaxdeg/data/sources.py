@@ -25,11 +25,11 @@ from jaxdeg.errors import DataError
 _THREADS = 8
 
 
-def _probe_all(paths, names, verify):
+def _probe_all(paths, names, verify, max_pixels=None):
   """[(height, width) or BadRecord] for each path, read in parallel."""
   def probe(args):
     try:
-      return probe_image(*args, verify=verify)
+      return probe_image(*args, verify=verify, max_pixels=max_pixels)
     except BadRecord as e:
       return e
   with concurrent.futures.ThreadPoolExecutor(_THREADS) as pool:
@@ -60,14 +60,14 @@ class FolderSource:
   """Clean images under a folder (recursive); degradations are made by the pipeline."""
   paired = False
 
-  def __init__(self, path, *, min_size=0, on_error="skip", validate=True, type_name=""):
+  def __init__(self, path, *, min_size=0, on_error="skip", validate=True, type_name="", max_pixels=None):
     self.root = _require_dir(path, "image folder")
     self.type_name = type_name
     skips.check_on_error(on_error)
     images = layouts.list_images(self.root)
     _report_other_files(self.root, images, on_error)
     full = [os.path.join(self.root, r) for r in images]
-    sizes = _probe_all(full, full, verify=True) if validate else [None] * len(full)
+    sizes = _probe_all(full, full, True, max_pixels) if validate else [None] * len(full)
     self.paths = []
     for path, size in zip(full, sizes):
       if isinstance(size, BadRecord):
@@ -103,7 +103,7 @@ class PairedFolderSource:
   paired = True
 
   def __init__(self, path, layout="relative", *, min_size=0, on_error="skip", validate=True,
-               sigma=None, **rule_options):
+               sigma=None, max_pixels=None, **rule_options):
     self.root = _require_dir(path, f"{layout} folder")
     self.rule = layouts.rule_for(layout, **rule_options)
     self.layout = layout
@@ -118,7 +118,7 @@ class PairedFolderSource:
     pairs = [(join(d), join(c), meta) for d, c, meta in pairs]
     if validate:
       files = sorted({p for d, c, _ in pairs for p in (d, c) if p is not None})
-      sizes = dict(zip(files, _probe_all(files, files, verify=True)))
+      sizes = dict(zip(files, _probe_all(files, files, True, max_pixels)))
     else:
       sizes = {}
     for degraded, clean, meta in pairs:

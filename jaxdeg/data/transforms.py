@@ -16,17 +16,18 @@ from jaxdeg.data.images import decode_image, to_float
 from jaxdeg.data.skips import BadRecord
 
 FLIPS = ("", "h", "hv", False, True, None)  # True means "h"
+FULL_MIN = 7  # smallest side evaluated at full resolution: SSIM's Gaussian window is 7x7
 _COMPILE_LOCK = threading.Lock()
 
 
-def _as_image(value, name):
+def _as_image(value, name, max_pixels=None):
   if isinstance(value, np.ndarray):
     if value.ndim == 2:
       value = value[..., None]
     if value.ndim != 3 or value.shape[-1] not in (1, 3, 4):
       raise BadRecord(name, "bad_record", f"image array of shape {value.shape}")
     return np.repeat(value, 3, -1) if value.shape[-1] == 1 else value[..., :3]
-  return decode_image(value, name)
+  return decode_image(value, name, max_pixels)
 
 
 def _synthetic_noise(clean, sigma, name):
@@ -41,25 +42,28 @@ class Decode(grain.transforms.Map):
   """Undecoded record -> {'clean', 'degraded'?, 'name', 'type', 'meta'} with (H, W, 3) arrays."""
   on_error: str
   skip_dir: str
+  max_pixels: int | None = None  # None: images.default_max_pixels()
+  source_index: int = 0  # which input: with the name, the record's identity in skip counts
 
   def map(self, raw):
     name = str(raw.get("name", "<record>"))
+    record = f"{self.source_index}:{name}"
     try:
       rec = records.unpack(raw["packed"], name) if "packed" in raw else raw
       clean = rec["clean"] if "clean" in rec else rec["image"]
-      out = {"clean": _as_image(clean, clean if isinstance(clean, str) else name)}
+      out = {"clean": _as_image(clean, clean if isinstance(clean, str) else name, self.max_pixels)}
       degraded = rec.get("degraded")
       if degraded is not None:
-        out["degraded"] = _as_image(degraded, degraded if isinstance(degraded, str) else name)
+        out["degraded"] = _as_image(degraded, degraded if isinstance(degraded, str) else name, self.max_pixels)
         if out["degraded"].shape[:2] != out["clean"].shape[:2]:
           d, c = out["degraded"].shape, out["clean"].shape
           raise BadRecord(name, "size_mismatch", f"{d[0]}x{d[1]} vs clean {c[0]}x{c[1]}")
       elif rec.get("noise_sigma") is not None:
         out["degraded"] = _synthetic_noise(out["clean"], float(rec["noise_sigma"]), name)
     except BadRecord as e:
-      skips.record_decode(e, self.on_error, self.skip_dir)
+      skips.record_decode(e, self.on_error, self.skip_dir, record)
       return None
-    out.update(name=name, type=str(rec.get("type", "")), meta=dict(rec.get("meta", {})))
+    out.update(name=name, type=str(rec.get("type", "")), meta=dict(rec.get("meta", {})), record=record)
     return out
 
 
@@ -71,11 +75,12 @@ def _flip(images, rng, mode):
   return images
 
 
-def _too_small(rec, size, on_error, skip_dir):
+def _too_small(rec, size, on_error, skip_dir, why=""):
   h, w = rec["clean"].shape[:2]
   if h >= size and w >= size:
     return False
-  skips.record_decode(BadRecord(rec["name"], "too_small", f"{h}x{w} < {size}"), on_error, skip_dir)
+  skips.record_decode(BadRecord(rec["name"], "too_small", f"{h}x{w} < {size}{why}"), on_error, skip_dir,
+                      rec.get("record"))
   return True
 
 
@@ -115,13 +120,16 @@ class PairCrop(grain.transforms.RandomMap):
 @dataclasses.dataclass(frozen=True)
 class CenterCrop(grain.transforms.Map):
   """Deterministic centre `crop`² of every image -> float32 (evaluation); smaller images skip.
-  `crop=None` keeps the whole image (full-resolution evaluation)."""
+  `crop=None` keeps the whole image (full-resolution evaluation); below FULL_MIN² it skips too."""
   crop: int | None
   on_error: str = "skip"
   skip_dir: str = ""
 
   def map(self, rec):
-    if rec is None or (self.crop is not None and _too_small(rec, self.crop, self.on_error, self.skip_dir)):
+    if rec is None:
+      return None
+    size, why = (self.crop, "") if self.crop is not None else (FULL_MIN, " (SSIM's 7x7 window)")
+    if _too_small(rec, size, self.on_error, self.skip_dir, why):
       return None
     h, w = rec["clean"].shape[:2]
     ch, cw = (h, w) if self.crop is None else (self.crop, self.crop)

@@ -2,7 +2,14 @@
 import ml_collections
 from ml_collections import config_dict
 
+from jaxdeg.errors import ConfigError
 from jaxdeg.train.partitioning import DEFAULT_RULES
+
+# Fields that count things: refused when the config is read, not as a ZeroDivisionError (or a run
+# that trains nothing and exits 0) later. Fields a config lacks, or sets to None, are not checked.
+_AT_LEAST = {"train.steps": 1, "train.batch_size": 1, "train.log_every": 1, "train.checkpoint_every": 1,
+             "train.keep_checkpoints": 1, "train.eval_every": 0, "eval.batch_size": 1, "data.crop": 1,
+             "data.eval_crop": 1, "data.worker_count": 0, "data.max_pixels": 1}
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -53,3 +60,15 @@ def base_config() -> ml_collections.ConfigDict:
   c.model = ml_collections.ConfigDict()
   c.optimizer = ml_collections.ConfigDict()
   return c
+
+
+def check(config):
+  """ConfigError naming the first counting field with a nonsensical value (see _AT_LEAST)."""
+  for field, minimum in _AT_LEAST.items():
+    value = config
+    for part in field.split("."):
+      value = value.get(part) if hasattr(value, "get") else None
+    if value is None:
+      continue
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+      raise ConfigError(f"config.{field}={value!r}: must be an integer >= {minimum}")

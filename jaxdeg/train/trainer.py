@@ -16,17 +16,19 @@ from absl import logging
 
 from jaxdeg import tasks
 from jaxdeg.data import images as image_io
+from jaxdeg.data import waiting
 from jaxdeg.data.pipeline import to_global
 from jaxdeg.data.skips import write_skip_summary
-from jaxdeg.errors import ConfigError, UserError
+from jaxdeg.errors import ConfigError, DataError, UserError
 from jaxdeg.train import checkpoint as ckpt
+from jaxdeg.train import defaults, lock
 from jaxdeg.train import mesh as mesh_lib
 from jaxdeg.train import evaluation, partitioning, writers
 from jaxdeg.train.state import accumulate_steps, accumulates
 
 
 class NonFiniteLossError(UserError):
-  """Training diverged; the last good checkpoint is kept."""
+  """Training diverged; its message says which checkpoint survived."""
 
 
 def ensure_workdir(workdir) -> str:
@@ -48,6 +50,7 @@ class Setup:
   """Mesh, task, shardings and jitted functions for one config: shared by train and evaluate."""
 
   def __init__(self, config):
+    defaults.check(config)
     self.config = config
     self.mesh = mesh_lib.make_mesh(config.mesh)
     self.task = tasks.get(config)
@@ -113,6 +116,8 @@ class _Preemption:
       del frame
       logging.warning("signal %d received: saving a checkpoint and stopping", signum)
       self.requested = True
+      waiting.request_stop()  # a run stuck waiting for data stops too
+    waiting.clear_stop()
     try:
       previous = signal.signal(signal.SIGTERM, handler)
     except ValueError:  # not the main thread: leave signals alone
@@ -131,9 +136,29 @@ def _mean_metrics(metric_list):
 def _check_finite(step, metrics):
   loss = float(metrics["loss"])
   if not np.isfinite(loss):
-    raise NonFiniteLossError(
-        f"loss became {loss} at step {step}; stopped. The last good checkpoint is kept "
-        "(lower config.optimizer.learning_rate or check the data).")
+    raise NonFiniteLossError(f"loss became {loss} at step {step}; stopped")
+
+
+def _check_params_finite(step, state):
+  # A finite loss at step k says nothing of the params step k produced: never save NaN as "good".
+  if not ckpt.finite(state.params):
+    raise NonFiniteLossError(f"parameters became non-finite at step {step}; stopped")
+
+
+@contextlib.contextmanager
+def _finishing(mgr, workdir):
+  """However the loop ends, pending async saves finish first, so the last one started is on disk;
+  a divergence or unusable data says what is left."""
+  try:
+    yield
+  except NonFiniteLossError as e:
+    raise NonFiniteLossError(f"{e}; {ckpt.survivors(mgr)} (lower config.optimizer.learning_rate or check "
+                             "the data)") from None
+  except DataError:
+    write_skip_summary(workdir)
+    raise
+  finally:
+    mgr.wait_until_finished()
 
 
 def train_and_evaluate(config, workdir, hooks=()):
@@ -142,14 +167,18 @@ def train_and_evaluate(config, workdir, hooks=()):
   `hooks` are called as hook(step=..., batch=..., state=...) after every step (host side).
   """
   workdir = ensure_workdir(workdir)
+  with lock.held(workdir):  # one run per workdir
+    return _train(config, workdir, hooks)
+
+
+def _train(config, workdir, hooks):
   setup = Setup(config)
   task, total = setup.task, config.train.steps
   writer = writers.create_writer(workdir, tensorboard=config.train.get("tensorboard", True))
   data_iter = task.data_iterator()
   mgr = ckpt.create_manager(workdir, keep=config.train.keep_checkpoints)
-  start = mgr.latest_step()
-  if start is not None:
-    state = ckpt.restore(mgr, start, setup.abstract_state, data_iter)
+  if mgr.latest_step() is not None:
+    state, start = ckpt.restore_latest(mgr, setup.abstract_state, data_iter, set_aside=True)
     logging.info("resumed from step %d in %s", start, workdir)
   else:
     start = 0
@@ -166,9 +195,13 @@ def train_and_evaluate(config, workdir, hooks=()):
   preemption = _Preemption()
   history, pending = [], None
   step = start
-  with preemption.installed():
+  with preemption.installed(), _finishing(mgr, workdir):
     while step < total:
-      batch = next(data_iter)
+      try:
+        batch = next(data_iter)
+      except waiting.Interrupted as e:
+        logging.warning("%s: stopped at step %d; %s", e, step, ckpt.survivors(mgr))
+        break
       state, metrics = setup.train_step(state, setup.global_batch(batch))
       step += 1
       # Check the previous step's loss while this one runs: keeps dispatch asynchronous.
@@ -183,6 +216,8 @@ def train_and_evaluate(config, workdir, hooks=()):
       save_now = at_end or step % config.train.checkpoint_every == 0
       if step % config.train.log_every == 0 or save_now:
         _check_finite(*pending)
+      if save_now:
+        _check_params_finite(step, state)
       if step % config.train.log_every == 0 or at_end:
         history.append(jax.device_get(pending[1]))
         pending = None
@@ -214,8 +249,10 @@ def evaluate(config, workdir, step=None):
     raise UserError(f"no checkpoint in {ckpt.checkpoint_dir(workdir)}: train first (--mode=train)")
   setup = Setup(config)
   with ckpt.create_manager(workdir, read_only=True) as mgr:
-    step = mgr.latest_step() if step is None else step
-    state = ckpt.restore(mgr, step, setup.abstract_state)
+    if step is None:  # the newest that restores (a damaged newest: one warning, then the one before)
+      state, step = ckpt.restore_latest(mgr, setup.abstract_state)
+    else:
+      state = ckpt.restore(mgr, step, setup.abstract_state)
   writer = writers.create_writer(workdir, tensorboard=config.train.get("tensorboard", True))
   results, grid = evaluation.evaluate_state(setup, state, writer, step)
   results["step"] = int(step)
