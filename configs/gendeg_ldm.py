@@ -11,7 +11,8 @@ trained from scratch on top of a frozen VAE.
 Pairs: the bundled sample photos degraded on the device (GenDeg's six types, random intensity);
 for real pairs give `data.sources` of kind paired/tfds/array_record (labels 'haze', 'rain', 'snow',
 'motion_blur', 'low_light', 'raindrop' select the type tokens; others train as the null type).
-Facts from the paper are marked (GenDeg); other values are choices.
+Values marked (GenDeg) follow the official code (github.com/sudraj2002/GenDeg); "earlier jaxdeg" names
+the option that reproduces jaxdeg's behaviour before it followed that code; other values are choices.
 Variants: `:tiny` (32² crops, very small UNet and VAE: CPU tests; needs `vae.workdir`).
 """
 import ml_collections
@@ -55,25 +56,39 @@ def get_config(variant=None):
       text_encoder_weights=config_dict.placeholder(str),
       vocabulary=config_dict.placeholder(str),
       stats_columns_init="uniform",   # torch Linear default on the μσ columns (GenDeg)
-      stats_proj_init="default"))     # random Linear(129 → L) rows (GenDeg); 'ordinal' for short runs
+      # Linear(129 → L): 'torch' = torch Linear's default U(±1/√129) weight and bias (GenDeg);
+      # 'default' = flax's lecun-normal, zero bias (earlier jaxdeg); 'ordinal' for short runs
+      stats_proj_init="torch"))
   c.diffusion = ml_collections.ConfigDict(dict(
       beta_schedule="scaled_linear", num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
       prediction="epsilon"))  # (GenDeg)
   c.conditioning = ml_collections.ConfigDict(dict(
       dropout=0.05,      # r < p: no text+μσ; p..2p: none of them; 2p..3p: no image (GenDeg)
-      stats_size=256))   # μ, σ measured on stats_size² resizes (GenDeg)
+      stats_size=256))   # pairs made on the device: μ, σ measured on stats_size² resizes of the crop
 
   c.data = data_config(256)  # GenDeg trains at 256², horizontal flips
+  # (GenDeg) every image resized whole to 256² (Lanczos) and μ/σ of the pair measured on that, then
+  # the 256² crop (all of it) and flip; no image is too small. 0 = random 256² crops at the images'
+  # own resolution with μ/σ of the crop, smaller images skipped (earlier jaxdeg).
+  c.data.resize = 256
   c.data.latent_cache = ""             # a folder written by --mode=cache_latents: train without the VAE
   c.data.latent_cache_batches = 2000   # how many training batches --mode=cache_latents encodes
   c.pairs = pairs_config()
 
   c.optimizer = ml_collections.ConfigDict(dict(
       learning_rate=1e-4, new_layers_lr_multiplier=10.0, warmup_steps=0,  # constant, 10× (GenDeg)
-      b1=0.9, b2=0.999, eps=1e-8, weight_decay=1e-2, grad_clip=1.0))      # diffusers' AdamW defaults
-  c.train.steps = 100_000
-  c.train.batch_size = 64  # GenDeg: 16 per GPU × 4 accumulation
+      b1=0.9, b2=0.999, eps=1e-8, weight_decay=1e-2,  # torch AdamW's defaults (GenDeg)
+      grad_clip=0.0))  # no clipping (GenDeg); earlier jaxdeg: 1.0 (global norm)
+  c.train.steps = 100_000  # batches: 25,000 optimizer updates at 4× accumulation
+  # (GenDeg) 16 per GPU × 2 GPUs = 32 per batch, an update every 4 batches: 128 per update.
+  # Earlier jaxdeg: batch_size=64, accumulate_steps=1.
+  c.train.batch_size = 32
+  c.train.accumulate_steps = 4
   c.train.ema_decay = 0.9999  # (GenDeg)
+  # (GenDeg) LitEma: decay min(0.9999, (1 + n) / (10 + n)) at the n-th update, over the UNet only
+  # (the projections' EMA copy is their trained value). Earlier jaxdeg: False, ().
+  c.train.ema_warmup = True
+  c.train.ema_exclude = ("context",)
   c.train.log_every = 100
   c.train.eval_every = 5000
   c.train.checkpoint_every = 5000
@@ -99,6 +114,7 @@ def get_config(variant=None):
     c.context.context_len = 4
     c.conditioning.stats_size = 32
     c.data = data_config(32)
+    c.data.resize = 32
     c.data.latent_cache, c.data.latent_cache_batches = "", 4
     c.pairs = pairs_config(("haze", "low_light"))
     c.optimizer.learning_rate = 1e-3
@@ -106,6 +122,7 @@ def get_config(variant=None):
     # rounding-level gradient differences between meshes stay rounding-level in the params
     c.optimizer.eps = 1e-5
     c.train.batch_size = 8
+    c.train.accumulate_steps = 1
     c.train.steps = 30
     c.train.ema_decay = 0.9
     c.train.log_every = 10

@@ -12,6 +12,8 @@
     config.data.eval_sources = (...)              # same kinds; concatenated in order
     config.data.crop, .eval_crop, .flip ('' none, 'h', 'hv'), .degraded_key, .on_error,
     .worker_count, .validate, .types, .meta_fields, .read_threads, .max_pixels
+    config.data.resize            > 0: images resized whole to resize² (Lanczos) before the crop, no
+                                  image too small, pairs carry GenDeg's 'mu'/'sigma' measured on them
 
 Per kind, the keys a source dict may have (every kind also takes `label`, the source's name in
 evaluation tables):
@@ -49,7 +51,7 @@ def defaults() -> ml_collections.ConfigDict:
   """The data fields with their defaults (merge into a config's `data`)."""
   d = ml_collections.ConfigDict(dict(
       sources=(), eval_sources=(), crop=256, eval_crop=256, flip="", degraded_key=False,
-      on_error="skip", worker_count=0, validate=True, types=(), meta_fields=(), read_threads=4))
+      on_error="skip", worker_count=0, validate=True, types=(), meta_fields=(), read_threads=4, resize=0))
   # images with more pixels are skipped as `too_large`, from their header (None: images.default_max_pixels())
   d.max_pixels = config_dict.placeholder(int)
   return d
@@ -163,15 +165,29 @@ def _inputs(data, field, min_size):
                       where=f"config.data.{field}[{i}]") for i, s in enumerate(specs)]
 
 
+def _resize(data, crop_field):
+  """(resize, min_size, meta_fields) for config.data.resize: resized images are never too small and
+  carry their μ/σ."""
+  size, crop = _get(data, "resize"), _get(data, crop_field)
+  meta = tuple(_get(data, "meta_fields"))
+  if not size:
+    return 0, crop, meta
+  if isinstance(size, bool) or not isinstance(size, int) or size < crop:
+    raise ConfigError(f"config.data.resize={size!r}: must be 0 (crop at full resolution) or an integer ≥ "
+                      f"config.data.{crop_field}={crop}")
+  return size, 0, meta + tuple(f for f in ("mu", "sigma") if f not in meta)
+
+
 def train_data(config):
   """This process's infinite iterator dataset of training batches (grain, checkpointable)."""
   data = config.data
   crop = _get(data, "crop")
+  resize, min_size, meta_fields = _resize(data, "crop")
   return pipeline.train_dataset(
-      _inputs(data, "sources", crop), crop=crop, global_batch_size=config.train.batch_size,
+      _inputs(data, "sources", min_size), crop=crop, global_batch_size=config.train.batch_size,
       seed=config.seed, worker_count=_get(data, "worker_count"), flip=_get(data, "flip"),
       degraded_key=_get(data, "degraded_key"), on_error=_get(data, "on_error"), type_names=type_names(data),
-      meta_fields=tuple(_get(data, "meta_fields")), read_threads=_get(data, "read_threads"))
+      meta_fields=meta_fields, read_threads=_get(data, "read_threads"), resize=resize)
 
 
 class EvalData:
@@ -182,15 +198,18 @@ class EvalData:
   def __init__(self, config, full_resolution=False):
     data = config.data
     self.crop = None if full_resolution else _get(data, "eval_crop")
-    self.inputs = _inputs(data, "eval_sources", self.crop or 0)
+    # full resolution evaluates the images as they are; crops see what training sees
+    self.resize, min_size, meta_fields = (0, 0, tuple(_get(data, "meta_fields"))) if full_resolution \
+        else _resize(data, "eval_crop")
+    self.inputs = _inputs(data, "eval_sources", min_size)
     self.batch_size = config.eval.batch_size
-    self.kwargs = dict(on_error=_get(data, "on_error"), type_names=type_names(data),
-                       meta_fields=tuple(_get(data, "meta_fields")))
+    self.kwargs = dict(on_error=_get(data, "on_error"), type_names=type_names(data), meta_fields=meta_fields)
 
   def __iter__(self):
     if self.crop is None:
       return pipeline.eval_examples(self.inputs, **self.kwargs)
-    return pipeline.eval_dataset(self.inputs, crop=self.crop, global_batch_size=self.batch_size, **self.kwargs)
+    return pipeline.eval_dataset(self.inputs, crop=self.crop, global_batch_size=self.batch_size,
+                                 resize=self.resize, **self.kwargs)
 
 
 def eval_data(config, full_resolution=False) -> EvalData:

@@ -27,6 +27,7 @@ from absl import flags
 
 from jaxdeg.data import skips, waiting
 from jaxdeg.data.ordering import ProcessBlocks, shuffled_epochs
+from jaxdeg.data.resize import PairResize
 from jaxdeg.data.transforms import FLIPS, CenterCrop, Decode, Degrade, Finalize, PairCrop
 from jaxdeg.errors import ConfigError, DataError
 
@@ -109,8 +110,11 @@ def _chain(ds, transforms):
 def train_dataset(sources, *, crop: int, global_batch_size: int, seed: int, transforms=(),
                   worker_count: int = 0, flip=False, degraded_key=False, on_error="skip",
                   type_names=None, meta_fields=(), read_threads=4, process_index=None,
-                  process_count=None) -> grain.IterDataset:
+                  process_count=None, resize=0) -> grain.IterDataset:
   """Infinite, shuffled, cropped, mixed and batched examples for this process.
+
+  `resize` > 0: every image is first resized whole to resize² (PairResize: Lanczos, pairs get
+  meta 'mu'/'sigma'), then cropped; 0 crops the images at their own resolution.
 
   `sources`: a source, an `Input`, or a list of them (mixed by their weights). Pairs come out as
   {clean, degraded, degraded_key?, type, intensity, source, <meta_fields>}; clean images as
@@ -127,6 +131,8 @@ def train_dataset(sources, *, crop: int, global_batch_size: int, seed: int, tran
   for i, inp in enumerate(inputs):
     ds = shuffled_epochs(grain.MapDataset.source(inp.source).seed(seed + i), seed + i)
     ds = ds.map(Decode(on_error, skip_dir, inp.max_pixels, i))
+    if resize:
+      ds = ds.map(PairResize(resize))
     ds = ds.random_map(PairCrop(crop, flip, degraded_key, on_error, skip_dir))
     if inp.degrade is not None:
       ds = ds.map(inp.degrade)
@@ -155,11 +161,13 @@ def _with_seed(index, rec):
   return None if rec is None else dict(rec, seed=np.uint32(index))
 
 
-def _eval_chain(inputs, crop, on_error, type_names, meta_fields, transforms):
+def _eval_chain(inputs, crop, on_error, type_names, meta_fields, transforms, resize=0):
   skip_dir = skips.skip_dir()
   chains = []
   for i, inp in enumerate(inputs):
     ds = grain.MapDataset.source(inp.source).map(Decode(on_error, skip_dir, inp.max_pixels, i))
+    if resize:
+      ds = ds.map(PairResize(resize))
     ds = ds.map(CenterCrop(crop, on_error, skip_dir)).map_with_index(_with_seed)
     if inp.degrade is not None:
       ds = ds.map(inp.degrade)
@@ -170,8 +178,9 @@ def _eval_chain(inputs, crop, on_error, type_names, meta_fields, transforms):
 
 
 def eval_dataset(sources, *, crop: int, global_batch_size: int, transforms=(), on_error="skip",
-                 type_names=None, meta_fields=(), process_index=None, process_count=None):
-  """Finite, ordered, centre-cropped batches with each example's global 'index' and a 0/1 'mask'.
+                 type_names=None, meta_fields=(), process_index=None, process_count=None, resize=0):
+  """Finite, ordered, centre-cropped batches with each example's global 'index' and a 0/1 'mask'
+  (images first resized whole to resize² when `resize` > 0, as in train_dataset).
 
   Padding examples, and records skipped as unusable, have mask 0. Every process yields the same
   number of batches, or multi-host eval steps (collectives) would hang.
@@ -179,7 +188,7 @@ def eval_dataset(sources, *, crop: int, global_batch_size: int, transforms=(), o
   skips.check_on_error(on_error)
   inputs = as_inputs(sources)
   type_names = tuple(type_names) if type_names else type_vocabulary(inputs)
-  full = _eval_chain(inputs, crop, on_error, type_names, meta_fields, transforms)
+  full = _eval_chain(inputs, crop, on_error, type_names, meta_fields, transforms, resize)
   pi = jax.process_index() if process_index is None else process_index
   bs = local_batch_size(global_batch_size, process_count)
   n, template = len(full), None

@@ -99,6 +99,16 @@ class PairMaker:
     choice = batch["index"] % len(self.types)
     return clean, self.degrade(keys, clean, choice), self.type_ids[choice]
 
+  @staticmethod
+  def stats(batch, mu, sigma):
+    """(μ, σ) of each pair: what the data pipeline measured on the whole pair resized
+    (config.data.resize, as GenDeg) where the batch carries it, else `mu`, `sigma` measured on the
+    device (on the crop; pairs made on the device have no pipeline value)."""
+    if "mu" not in batch or "sigma" not in batch:
+      return mu, sigma
+    given = jnp.isfinite(batch["mu"]) & jnp.isfinite(batch["sigma"])
+    return jnp.where(given, batch["mu"], mu), jnp.where(given, batch["sigma"], sigma)
+
   def _data_types(self, labels):
     # -1 (no label) indexes the trailing null entry
     return self.data_to_model[jnp.where(labels < 0, len(self.data_to_model) - 1, labels)]

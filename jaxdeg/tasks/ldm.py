@@ -2,12 +2,14 @@
 (μ, σ), on a clean image.
 
 Per step: pairs (real, or clean images degraded on the device with a random GenDeg type and
-intensity); μ/σ of |clean − degraded| measured on the device (`jaxdeg.degrade.intensity`); the
+intensity); μ/σ of |clean − degraded|: as GenDeg, on the whole pair resized to 256² by the data
+pipeline (`data.resize`), else measured on the device on the crop (`jaxdeg.degrade.intensity`); the
 frozen VAE encodes the clean image to its posterior mean (unscaled: the image condition) and the
 degraded image to a posterior sample × `vae.scaling_factor` (the diffusion target); GenDeg's
 condition dropout; ε-prediction MSE (or v) on the noisy target ‖ clean latent, with the
 degradation context (the type's text, plus the μ/σ projections) as cross-attention context.
-AdamW at a constant learning rate, 10× on the two new projection layers; EMA of the trained params.
+AdamW at a constant learning rate, 10× on the two new projection layers; EMA of the trained params
+(GenDeg: of the UNet only, `train.ema_exclude`, with LitEma's warm-up, `train.ema_warmup`).
 
 The frozen VAE comes from a `vae` task run (`vae.workdir`) or a diffusers folder
 (`vae.diffusers_path`). Its weights are read once, when a fresh state is initialised, and then
@@ -27,8 +29,7 @@ as `text=`.
 With `data.latent_cache` set, training reads pairs the VAE encoded beforehand
 (`--mode=cache_latents`, see `_ldm_latent_cache`) and the step skips the encoder.
 
-Not implemented: per-image captions during training (the data pipelines carry no captions) and
-gradient accumulation.
+Not implemented: per-image captions during training (the data pipelines carry no captions).
 """
 import functools
 import os
@@ -45,12 +46,12 @@ from jaxdeg.degrade import intensity
 from jaxdeg.diffusion import guidance, parametrization
 from jaxdeg.errors import ConfigError
 from jaxdeg.models.ldm import AutoencoderKL, DegradationContext, UNet
-from jaxdeg.models.ldm.conditioning import dropout_masks, gendeg_prompt, null_inputs
+from jaxdeg.models.ldm.conditioning import STATS_PROJ_INITS, dropout_masks, gendeg_prompt, null_inputs
 from jaxdeg.models.ldm.vae import sample_posterior
 from jaxdeg.tasks.gendeg_data import (PairMaker, frozen_in_init, init_key, load_state,
                                        module_kwargs, saved_config, to_image_range, to_model_range)
 from jaxdeg.tasks.base import Task
-from jaxdeg.train.state import TrainState, apply_gradients
+from jaxdeg.train.state import TrainState, accumulating, apply_gradients, ema_options
 
 # The two layers GenDeg adds to SD's UNet: Linear(129 → L) for μ and σ, and Linear(D + 2 → D).
 NEW_LAYERS = ("stats_proj", "cc_projection")
@@ -311,16 +312,23 @@ class LdmTask(Task):
                         f"{self.vae.latent_channels} latent channels (noisy latent ‖ clean latent)")
     self.unet = UNet(**{**unet_kwargs, "out_channels": self.vae.latent_channels})
     ctx = config.context
+    proj_init = ctx.get("stats_proj_init", "default")
+    if proj_init not in STATS_PROJ_INITS:
+      raise ConfigError(f"config.context.stats_proj_init={proj_init!r}: must be one of {', '.join(STATS_PROJ_INITS)}")
+    excluded = set(ema_options(config.train)["ema_exclude"]) - {"unet", "context"}
+    if excluded:
+      raise ConfigError(f"config.train.ema_exclude: {sorted(excluded)} are not param groups; the ldm task has "
+                        "'unet' and 'context' (GenDeg: ('context',), the EMA of the UNet only)")
     self.context = DegradationContext(context_len=ctx.context_len, context_dim=self.unet.cross_attention_dim,
                                       types=tuple(ctx.types), stats_columns_init=ctx.stats_columns_init,
-                                      stats_proj_init=ctx.get("stats_proj_init", "default"), dtype=self.unet.dtype)
+                                      stats_proj_init=proj_init, dtype=self.unet.dtype)
     self.text = _text_source(config, self.context.types, self.unet.cross_attention_dim)
     d = config.diffusion
     self.schedule = diffusion.make_schedule(d.beta_schedule, d.num_train_timesteps, d.beta_start, d.beta_end)
     self.prediction = d.prediction
     if self.prediction not in ("epsilon", "v_prediction"):
       raise ConfigError(f"config.diffusion.prediction={self.prediction!r}: must be 'epsilon' or 'v_prediction'")
-    self.tx = make_optimizer(config.optimizer)
+    self.tx = accumulating(make_optimizer(config.optimizer), config.train)
     self.pairs = PairMaker(config, config.pairs.types, config.pairs.intensity, self.context.types)
     f = self.vae.downsample_factor
     if config.data.crop % f or config.data.eval_crop % f:
@@ -400,6 +408,10 @@ class LdmTask(Task):
     """GenDeg's (μ, σ) of |clean − degraded|, at the configured statistics size."""
     return intensity.intensity_stats(clean, degraded, size=self.config.conditioning.stats_size)
 
+  def pair_stats(self, batch, clean, degraded):
+    """The pairs' (μ, σ): the data pipeline's where the batch has them, else `measure`."""
+    return self.pairs.stats(batch, *self.measure(clean, degraded))
+
   def condition_dropout(self, key, mu, sigma, type_ids, image_lat):
     """GenDeg's table, one draw per example: with p = conditioning.dropout, r < p drops text (to the
     null type token, or CLIP("")) and μσ; p..2p drops those and the image (zero latent); 2p..3p the
@@ -415,7 +427,7 @@ class LdmTask(Task):
     """What the latent cache stores of a training batch: the pairs the step would make from `key`,
     their μ/σ, and the VAE's posterior parameters (one VAE call for clean and degraded)."""
     clean, degraded, type_ids = self.pairs.train_pairs(key, batch)
-    mu, sigma = self.measure(clean, degraded)
+    mu, sigma = self.pair_stats(batch, clean, degraded)
     clean_mean, mean, logvar = self.posterior(vae_params, clean, degraded)
     return {"clean": clean, "clean_latent": clean_mean, "degraded_mean": mean, "degraded_logvar": logvar,
             "mu": mu, "sigma": sigma, "type": type_ids}
@@ -428,7 +440,7 @@ class LdmTask(Task):
       target = sample_posterior(batch["degraded_mean"], batch["degraded_logvar"], k_post) * self.scaling_factor
     else:
       clean, degraded, type_ids = self.pairs.train_pairs(k_pair, batch)
-      mu, sigma = self.measure(clean, degraded)
+      mu, sigma = self.pair_stats(batch, clean, degraded)
       image_lat, target = self.latents(state.model_state["vae"], clean, degraded, k_post)
     b = target.shape[0]
     stats, type_ids, image_lat = self.condition_dropout(k_drop, mu, sigma, type_ids, image_lat)
@@ -445,7 +457,7 @@ class LdmTask(Task):
       return jnp.mean(jnp.square(out - want))
 
     loss, grads = jax.value_and_grad(loss_fn)(state.params)
-    state = apply_gradients(state, grads, self.tx, ema_decay=self.config.train.ema_decay)
+    state = apply_gradients(state, grads, self.tx, **ema_options(self.config.train))
     return state, {"loss": loss, "grad_norm": optax.global_norm(grads), "mu": jnp.mean(mu)}
 
   @functools.cached_property
@@ -460,7 +472,7 @@ class LdmTask(Task):
     clean, degraded, type_ids = self.pairs.eval_pairs(seed, batch)
     params = state.inference_params()
     vae_params = state.model_state["vae"]
-    mu, sigma = self.measure(clean, degraded)
+    mu, sigma = self.pair_stats(batch, clean, degraded)
     stats = intensity.stats_one_hot(mu, sigma)
     # every example's noise follows from its index: the same on any mesh and in any batch
     keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.PRNGKey(seed), i))(batch["index"])

@@ -2,11 +2,13 @@
 import jax
 import numpy as np
 import pytest
+from PIL import Image
 
 from jaxdeg.errors import ConfigError
 from jaxdeg.models.ldm import DEGRADATION_TYPES
 from jaxdeg.tasks.gendeg_data import PairMaker, type_spec
 from tests.gendeg.conftest import vae_config
+from tests.utils import load_config
 
 
 def test_real_pairs_keep_their_images_and_map_labels_to_type_tokens():
@@ -38,3 +40,42 @@ def test_bad_pairs_fields_are_clear_errors(field, value, message):
   kwargs[field] = value
   with pytest.raises(ConfigError, match=message):
     PairMaker(vae_config(), kwargs["types"], kwargs["intensity"], DEGRADATION_TYPES)
+
+
+def _pillow_stats(clean_path, degraded_path, size=256):
+  """GenDeg's intensity statistics, restated with Pillow and numpy: both images resized whole to
+  size² with Lanczos, then the mean and standard deviation of |clean − degraded| in [0, 1]."""
+  a, b = (np.asarray(Image.open(p).convert("RGB").resize((size, size), Image.Resampling.LANCZOS), np.float64) / 255
+          for p in (clean_path, degraded_path))
+  d = np.abs(a - b)
+  return d.mean(), d.std()
+
+
+def test_pairs_get_gendegs_statistics_of_the_whole_image_resized_to_256(tmp_path):
+  from jaxdeg.data import from_config
+  rng = np.random.default_rng(0)
+  want = {}
+  for name, (h, w, haze) in {"wide": (200, 300, 0.3), "big": (480, 640, 0.7)}.items():  # 200 < 256: resized
+    clean = rng.integers(0, 256, (h, w, 3)).astype(np.float64)
+    clean = (clean + np.roll(clean, 1, 0) + np.roll(clean, 1, 1)) / 3  # some structure to resample
+    ramp = np.linspace(0.1, haze, w)[None, :, None]  # haze thickening left to right
+    degraded = clean * (1 - ramp) + 230 * ramp + rng.normal(0, 6, clean.shape)
+    paths = []
+    for folder, image in (("clean", clean), ("degraded", degraded)):
+      (tmp_path / folder).mkdir(exist_ok=True)
+      paths.append(str(tmp_path / folder / f"{name}.png"))
+      Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(paths[-1])
+    want[name] = _pillow_stats(*paths)
+  config = load_config("configs/gendeg_ldm.py", data__sources=(dict(kind="paired", path=str(tmp_path), type="haze"),),
+                       train__batch_size=2)
+  batch = next(iter(from_config.train_data(config)))
+  assert batch["clean"].shape == (2, 256, 256, 3)
+  got = sorted(zip(batch["mu"].tolist(), batch["sigma"].tolist()))
+  ref = sorted(want.values())
+  np.testing.assert_allclose(got, ref, atol=1e-4, rtol=0)
+  assert abs(ref[0][0] - ref[1][0]) > 0.05  # the two pairs differ: the match is not by chance
+  # the ldm task conditions on those values; pairs without them (NaN) fall back to the device's
+  measured = np.full(2, 0.5, np.float32)
+  mu, sigma = PairMaker.stats({"mu": np.array([batch["mu"][0], np.nan], np.float32),
+                               "sigma": batch["sigma"]}, measured, measured)
+  assert mu.tolist() == [batch["mu"][0], 0.5] and sigma.tolist() == [batch["sigma"][0], 0.5]

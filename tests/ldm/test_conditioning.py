@@ -44,6 +44,11 @@ def test_uniform_init_is_identity_on_the_context_columns(run):
   np.testing.assert_array_equal(k[:D], np.eye(D))
   np.testing.assert_array_equal(b, 0)
   assert float(jnp.abs(k[D:]).max()) > 0 and float(jnp.abs(k[D:]).max()) <= 1 / np.sqrt(D + 2)
+  # stats_proj as torch's nn.Linear(129, L) starts (GenDeg): weight and bias U(±1/√129)
+  bound = 1 / np.sqrt(intensity.ONE_HOT_SIZE)
+  for name in ("kernel", "bias"):
+    w = np.asarray(p["stats_proj"][name])
+    assert np.abs(w).max() <= bound and np.abs(w).max() > 0.8 * bound and abs(w.mean()) < 0.2 * bound, name
   # out = context + [stats_proj(μ), stats_proj(σ)] @ extra rows
   s = jnp.einsum("bki,il->blk", intensity.stats_one_hot(jnp.array([0.1, 0.3]), jnp.array([0.05, 0.2])),
                  p["stats_proj"]["kernel"]) + p["stats_proj"]["bias"][None, :, None]

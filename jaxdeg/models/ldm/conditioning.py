@@ -8,7 +8,8 @@ Intensity: μ and σ one-hots (129-way, index 128 = null; see `jaxdeg.degrade.in
 through Linear(129 → L), giving (B, L, 2); concatenated to the context (B, L, D) and mapped back by
 Linear(D + 2 → D), initialised as the identity on the first D inputs with zero bias, so at
 initialisation the context passes through unchanged apart from the two intensity columns.
-Linear(129 → L) starts as flax's default (independent random rows, as GenDeg), or 'ordinal': every
+Linear(129 → L) starts as torch's Linear default ('torch': weight and bias U(±1/√129), as GenDeg's
+nn.Linear(129, 77)), flax's default ('default': lecun-normal weight, zero bias), or 'ordinal': every
 bin's row is the bin's position on a ramp from −1 to 1 (null bin 0), so neighbouring intensities
 start with neighbouring embeddings and a short training run can interpolate between bins it has
 rarely seen instead of learning 128 unrelated rows.
@@ -71,8 +72,12 @@ def _ordinal_rows(key, shape, dtype=jnp.float32):
   return jnp.broadcast_to(jnp.concatenate([ramp, jnp.zeros((1,), dtype)])[:, None], (bins, width))
 
 
+STATS_PROJ_INITS = ("torch", "default", "ordinal")
+
+
 def _torch_linear_uniform(fan_in):
-  """torch.nn.Linear's default weight init, U(±1/√fan_in): what GenDeg's extra columns start at."""
+  """torch.nn.Linear's default init of weight and bias, U(±1/√fan_in) (kaiming_uniform with a = √5
+  gives the same bound): what GenDeg's new layers start at."""
   bound = 1.0 / fan_in ** 0.5
   return lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound, bound)
 
@@ -82,13 +87,13 @@ class DegradationContext(nn.Module):
 
   `stats_columns_init`: 'uniform' starts the two intensity columns of the projection as torch's
   Linear default (as GenDeg); 'zeros' makes the projection exactly the identity at init.
-  `stats_proj_init`: 'default' (flax's, as GenDeg's random init) or 'ordinal' (see the module doc).
+  `stats_proj_init`: 'torch' (GenDeg's), 'default' (flax's) or 'ordinal' (see the module doc).
   """
   context_len: int = 77
   context_dim: int = 768
   types: Sequence[str] = DEGRADATION_TYPES
   stats_columns_init: str = "uniform"
-  stats_proj_init: str = "default"
+  stats_proj_init: str = "torch"
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -109,10 +114,12 @@ class DegradationContext(nn.Module):
     if self.stats_columns_init not in ("uniform", "zeros"):
       raise ValueError(f"DegradationContext: stats_columns_init must be 'uniform' or 'zeros', "
                        f"got {self.stats_columns_init!r}")
-    if self.stats_proj_init not in ("default", "ordinal"):
-      raise ValueError(f"DegradationContext: stats_proj_init must be 'default' or 'ordinal', "
+    if self.stats_proj_init not in STATS_PROJ_INITS:
+      raise ValueError(f"DegradationContext: stats_proj_init must be one of {', '.join(STATS_PROJ_INITS)}, "
                        f"got {self.stats_proj_init!r}")
-    proj_init = {"kernel_init": _ordinal_rows} if self.stats_proj_init == "ordinal" else {}
+    torch_default = _torch_linear_uniform(intensity.ONE_HOT_SIZE)
+    proj_init = {"torch": {"kernel_init": torch_default, "bias_init": torch_default},
+                 "ordinal": {"kernel_init": _ordinal_rows}, "default": {}}[self.stats_proj_init]
     s = layers.Dense(L, dtype=self.dtype, name="stats_proj", **proj_init)(stats.astype(self.dtype))  # (B, 2, L)
     x = jnp.concatenate([context.astype(self.dtype), jnp.swapaxes(s, -1, -2)], axis=-1)  # (B, L, D + 2)
     extra = _torch_linear_uniform(D + 2) if self.stats_columns_init == "uniform" else nn.initializers.zeros_init()
