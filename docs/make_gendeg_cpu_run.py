@@ -42,6 +42,7 @@ VAE_CPU = dict(model__block_out_channels=(16, 32, 32, 32), model__layers_per_blo
 LDM_CPU = dict(model__block_out_channels=(64, 128), model__layers_per_block=1, model__attention_levels=(False, True),
                model__num_heads=4, model__cross_attention_dim=64, model__norm_num_groups=16, context__context_len=8,
                conditioning__stats_size=64, context__stats_proj_init="ordinal", data__crop=64, data__eval_crop=64,
+               data__resize=64,  # GenDeg's recipe: whole photos resized (docs/gendeg_cpu.md predates it: crops)
                train__batch_size=16,
                train__steps=2400, train__eval_every=0, train__checkpoint_every=800, train__log_every=100,
                train__ema_decay=0.995, optimizer__learning_rate=5e-4, pairs__types=TYPES)
