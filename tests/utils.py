@@ -43,3 +43,17 @@ def load_config(spec, steps=None, overrides=(), **fields):
 def max_abs_diff(a, b):
   diffs = jax.tree.map(lambda x, y: float(np.max(np.abs(np.asarray(x, np.float64) - np.asarray(y, np.float64)))), a, b)
   return max(jax.tree.leaves(diffs))
+
+
+def bomb_png(path, side=100_000):
+  """A valid-looking PNG whose header claims side² pixels (a decompression bomb): 100 bytes on disk."""
+  import struct
+  import zlib
+
+  def chunk(kind, data):
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+  header = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
+  with open(path, "wb") as f:
+    f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+            + chunk(b"IEND", b""))
+  return str(path)

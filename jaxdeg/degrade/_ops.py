@@ -35,7 +35,12 @@ class Knobs:
   def __call__(self, key, default):
     """A float32 array parameter; `default` may be a value or a thunk (only evaluated if needed)."""
     if key in self.overrides:
-      return jnp.asarray(self.overrides[key], jnp.float32)
+      value = self.overrides[key]
+      try:
+        return jnp.asarray(value, jnp.float32)
+      except (TypeError, ValueError):  # a word where a number belongs: name it, not JAX's conversion
+        raise ConfigError(f"degradation {self.name!r}: parameter {key}={value!r} must be a number (or an "
+                          "array of numbers)") from None
     return jnp.asarray(default() if callable(default) else default, jnp.float32)
 
   def static(self, key, default):
