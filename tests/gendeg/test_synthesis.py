@@ -52,7 +52,9 @@ def test_ldm_synthesis_writes_every_job_with_its_metadata(synthesised):
   for r in recs:
     m = r["meta"]
     assert r["degraded"].shape == (64, 64, 3) and r["degraded"].dtype == np.uint8
-    assert m["generator"].startswith("gendeg-ldm ") and m["type"] == TYPES[m["job"] % 2]
+    # type by type (GenDeg's runs), every image once per type
+    assert m["generator"].startswith("gendeg-ldm ") and m["type"] == TYPES[m["job"] // 3]
+    assert m["image"] == m["job"] % 3 and m["condition"] == m["type"]
     assert m["structure_corrected"] == (m["type"] == "haze")
     assert 0 <= m["mu"] <= 1 and np.isfinite(m["mu_achieved"])
 
@@ -65,9 +67,9 @@ def test_each_record_is_the_ldm_sample_of_its_job(synthesised):
   correct = trained.structure_corrector(s.structure_workdir)
   key = jax.random.PRNGKey(s.seed)
   clean = jnp.asarray(np.stack([r["clean"] for r in recs]).astype(np.float32) / 255.0)
-  # synthesis crops the clean images itself; the record's clean image is that crop in uint8
-  crops = synthesize.clean_images(s)
-  exact = np.stack([crops[r["meta"]["job"] // 2]["clean"] for r in recs]).astype(np.float32)
+  # synthesis resizes the clean images itself; the record's clean image is that resize in uint8
+  images, _ = synthesize.clean_images(s)
+  exact = np.stack([images[r["meta"]["image"]]["clean"] for r in recs]).astype(np.float32)
   np.testing.assert_allclose(np.asarray(clean), exact, atol=0.5 / 255)
   keys = jax.vmap(lambda j: jax.random.fold_in(key, j))(jnp.arange(6, dtype=jnp.uint32))
   tid = jnp.asarray([type_ids[r["meta"]["type"]] for r in recs], jnp.int32)
