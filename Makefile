@@ -6,17 +6,24 @@ WORKDIR ?= workdir
 
 .PHONY: demo test bench clean
 
+# --no-compile: no .pyc for the thousands of TensorFlow and torch modules at install time; Python
+# writes them on first import, for the modules actually imported.
+PIP_INSTALL := $(PY) -m pip install -q --no-compile
+
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e .
+	$(PIP_INSTALL) --upgrade pip
+	$(PIP_INSTALL) -e .
 	touch $@
 
-# Test extras (pytest, torch CPU, diffusers) only for the targets that need them.
-$(VENV)/.test-installed: $(VENV)/.installed
-	$(PY) -m pip install -q -e '.[test]'
-	$(PY) -m pip install -q --no-deps open-clip-torch==3.3.0
-	touch $@
+# Test extras (pytest, torch CPU, diffusers) only for the targets that need them; one resolution for
+# the package and its extras.
+$(VENV)/.test-installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP_INSTALL) --upgrade pip
+	$(PIP_INSTALL) -e '.[test]'
+	$(PIP_INSTALL) --no-deps open-clip-torch==3.3.0
+	touch $(VENV)/.installed $@
 
 # The main job in small: synthesise pairs, train an all-in-one restorer on them, evaluate it per type
 # from its checkpoint on held-out photos (configs/demo.py). Outputs under $(WORKDIR)/.
@@ -39,7 +46,7 @@ test: $(VENV)/.test-installed
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m pytest -q -m serial --durations=5
 
 $(VENV)/.bench-installed: $(VENV)/.test-installed
-	$(PY) -m pip install -q -e '.[test,bench]'
+	$(PIP_INSTALL) -e '.[test,bench]'
 	touch $@
 
 bench: $(VENV)/.bench-installed
