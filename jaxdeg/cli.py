@@ -6,12 +6,23 @@
   jaxdeg transfer --workdir RUN|--weights latest.pt --content X --reference Y OUT   a degradation model
   jaxdeg gendeg --weights gendeg.ckpt --type haze --mu 0.3 --sigma 0.1 IN OUT   GenDeg's released model
 """
+import argparse
 import importlib
 import sys
+
+from jaxdeg.errors import UserError
 
 # Subcommand -> module with `main(argv) -> int`.
 UTILITIES = {"degrade": "jaxdeg.degrade.cli", "restore": "jaxdeg.restore_cli", "transfer": "jaxdeg.transfer",
              "gendeg": "jaxdeg.gendeg_cli"}
+
+
+class ArgumentParser(argparse.ArgumentParser):
+  """argparse for every subcommand: a usage error is a UserError, printed like any other bad input as
+  the one line `jaxdeg: error: ...` with exit status 2 (argparse itself prints usage and its own prefix)."""
+
+  def error(self, message):
+    raise UserError(f"{self.prog}: {message}")
 
 
 def finish_batch(summary, skipped, what):

@@ -15,7 +15,6 @@ weights; decode, clamp to [-1, 1]; the structure corrector (`--structure`) on ha
 in GenDeg's data/ folder (`--histograms`). The prompt: `--prompt` as given, else
 '<caption>, in hazy conditions' (GenDeg's form; `--caption`).
 """
-import argparse
 import json
 import os
 import sys
@@ -220,14 +219,10 @@ def to_uint8(images):
 # the command
 
 
-class _Parser(argparse.ArgumentParser):
-  def error(self, message):
-    raise UserError(message)
-
-
 def _parser():
   from jaxdeg.models.ldm.conditioning import PROMPT_SUFFIXES
-  p = _Parser(prog="jaxdeg gendeg", description=__doc__.splitlines()[0])
+  from jaxdeg.cli import ArgumentParser
+  p = ArgumentParser(prog="jaxdeg gendeg", description=__doc__.splitlines()[0])
   p.add_argument("input", help="clean image")
   p.add_argument("output", help="output PNG (with --samples N > 1: OUTPUT_STEM_<i>.png)")
   p.add_argument("--weights", required=True, help="GenDeg's generator checkpoint (.ckpt or .safetensors)")
@@ -275,13 +270,10 @@ def _check(args):
 
 
 def _read_image(path, size):
-  from PIL import Image, UnidentifiedImageError
-  try:
-    with Image.open(path) as im:
-      im = im.convert("RGB").resize((size, size), Image.Resampling.LANCZOS)
-  except (UnidentifiedImageError, OSError) as e:
-    raise UserError(f"{path}: cannot read as an image ({e})") from None
-  return np.asarray(im, np.float32) / 255.0
+  from jaxdeg.data.images import decode_image, to_float
+  from jaxdeg.data.resize import lanczos_square
+  # decode_image: the pixel cap and value checks of every reader; uint8 resized as RGB, as before
+  return to_float(lanczos_square(decode_image(path), size))
 
 
 def _outputs(path, n):

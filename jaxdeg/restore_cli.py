@@ -7,7 +7,6 @@ OUTPUT_DIR with the input's name. Tiles keep memory bounded whatever the image s
 tiles are blended (see jaxdeg.models.restore.tiling). Unreadable files are skipped, listed and
 counted; the exit status is 1 when any was skipped.
 """
-import argparse
 import os
 import sys
 
@@ -46,15 +45,18 @@ def restorer(workdir, step=None, tile=256, overlap=32):
 
 
 def main(argv=None):
-  p = argparse.ArgumentParser(prog="jaxdeg restore", description=__doc__.splitlines()[0])
+  from jaxdeg.cli import ArgumentParser
+  p = ArgumentParser(prog="jaxdeg restore", description=__doc__.splitlines()[0])
   p.add_argument("input")
   p.add_argument("output_dir")
   p.add_argument("--workdir", required=True, help="the trained `restore` run")
   p.add_argument("--step", type=int)
   p.add_argument("--tile", type=int, default=256)
   p.add_argument("--overlap", type=int, default=32)
-  a = p.parse_args(argv)
   try:
+    a = p.parse_args(argv)
+    if os.path.exists(a.output_dir) and not os.path.isdir(a.output_dir):
+      raise UserError(f"{a.output_dir}: a file, not a folder for the restored images")
     paths = _inputs(a.input)
     restore, step = restorer(a.workdir, a.step, a.tile, a.overlap)
     os.makedirs(a.output_dir, exist_ok=True)
@@ -63,7 +65,7 @@ def main(argv=None):
       try:
         image = read_image(path)
       except UserError as e:
-        skipped.append(f"{path}: {e}")
+        skipped.append(str(e))  # names the file and the reason
         continue
       out_name = os.path.splitext(os.path.basename(path))[0] + ".png"
       write_image(os.path.join(a.output_dir, out_name), restore(image))

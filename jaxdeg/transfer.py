@@ -37,7 +37,6 @@ matching names (stems) when every content image has a reference of the same stem
 sorted order (the two folders must then hold as many images); outputs take the content's stem.
 Unreadable images are skipped, counted and listed, and the exit status is then 1.
 """
-import argparse
 import functools
 import math
 import os
@@ -254,15 +253,6 @@ def load_official(path, compress_global=True, compress_local=True) -> Transfer:
 # command line
 
 
-class _ArgumentError(Exception):
-  pass
-
-
-class _Parser(argparse.ArgumentParser):
-  def error(self, message):
-    raise _ArgumentError(message)
-
-
 def _images(folder, what):
   if not os.path.isdir(folder):
     raise UserError(f"{what} {folder}: no such folder")
@@ -304,7 +294,8 @@ def _transfer_files(model, content, reference, output, a):
 
 
 def _parse(argv):
-  p = _Parser(prog="jaxdeg transfer", description=__doc__.splitlines()[0])
+  from jaxdeg.cli import ArgumentParser
+  p = ArgumentParser(prog="jaxdeg transfer", description=__doc__.splitlines()[0])
   p.add_argument("output", nargs="?", help="output image (single mode)")
   p.add_argument("--workdir", help="the trained `cdd` run (a folder)")
   p.add_argument("--weights", help="an official checkpoint file (the authors' released weights)")
@@ -324,22 +315,22 @@ def _parse(argv):
   p.add_argument("--overlap", type=int, default=64, help="tile overlap (with --tile)")
   a = p.parse_args(argv)
   if (a.workdir is None) == (a.weights is None):
-    raise _ArgumentError("give the model as --workdir RUN (a jaxdeg run) or --weights FILE (an official checkpoint)")
+    raise UserError("give the model as --workdir RUN (a jaxdeg run) or --weights FILE (an official checkpoint)")
   if a.weights is not None and a.step is not None:
-    raise _ArgumentError("--step picks a checkpoint of a run (--workdir); an official file holds one")
+    raise UserError("--step picks a checkpoint of a run (--workdir); an official file holds one")
   if a.workdir is not None and (a.no_compress_global or a.no_compress_local):
-    raise _ArgumentError("--no-compress-global/--no-compress-local describe an official checkpoint (--weights); "
+    raise UserError("--no-compress-global/--no-compress-local describe an official checkpoint (--weights); "
                          "a run's config already says")
   single = [a.content, a.reference, a.output]
   batch = [a.content_dir, a.reference_dir, a.output_dir]
   if any(v is not None for v in single) and any(v is not None for v in batch):
-    raise _ArgumentError("give either --content/--reference/OUTPUT or --content-dir/--reference-dir/--output-dir")
+    raise UserError("give either --content/--reference/OUTPUT or --content-dir/--reference-dir/--output-dir")
   if any(v is not None for v in batch) and not all(v is not None for v in batch):
-    raise _ArgumentError("batch mode needs --content-dir, --reference-dir and --output-dir")
+    raise UserError("batch mode needs --content-dir, --reference-dir and --output-dir")
   if not any(v is not None for v in batch) and not all(v is not None for v in single):
-    raise _ArgumentError("single mode needs --content, --reference and an output path")
+    raise UserError("single mode needs --content, --reference and an output path")
   if a.samples < 1:
-    raise _ArgumentError(f"--samples={a.samples}: must be at least 1")
+    raise UserError(f"--samples={a.samples}: must be at least 1")
   return a
 
 
@@ -369,7 +360,7 @@ def main(argv=None):
         written += 1
       except UserError as e:  # an unreadable image: count it, list it, go on
         skipped.append(str(e))
-  except (UserError, _ArgumentError) as e:
+  except UserError as e:
     print(f"jaxdeg: error: {e}", file=sys.stderr)
     return 2
   from jaxdeg.cli import finish_batch

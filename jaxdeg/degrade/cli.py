@@ -6,7 +6,6 @@
 `main` takes the arguments after `degrade` and returns the exit status (2 for bad input, with one
 line on stderr that names the thing and the reason).
 """
-import argparse
 import os
 import sys
 
@@ -17,13 +16,9 @@ from jaxdeg.errors import UserError
 SHEET_INTENSITIES = (0.25, 0.5, 1.0)
 
 
-class _Parser(argparse.ArgumentParser):
-  def error(self, message):
-    raise UserError(f"jaxdeg degrade: {message}")
-
-
 def _parser():
-  p = _Parser(prog="jaxdeg degrade", description="Apply a procedural degradation to an image.")
+  from jaxdeg.cli import ArgumentParser
+  p = ArgumentParser(prog="jaxdeg degrade", description="Apply a procedural degradation to an image.")
   p.add_argument("input", nargs="?", help="input image (PNG, JPEG, ... anything Pillow reads)")
   p.add_argument("output", nargs="?", help="output image; the format follows the extension")
   p.add_argument("--type", help="degradation name (see --list)")
@@ -40,19 +35,13 @@ def _parser():
 
 
 def load_image(path, what="input image"):
-  """Float32 RGB in [0, 1]; raises UserError naming the file when it is missing or unreadable."""
-  from PIL import Image, UnidentifiedImageError
-  if not os.path.exists(path):
-    raise UserError(f"{what} {path!r} does not exist")
-  if os.path.isdir(path):
-    raise UserError(f"{what} {path!r} is a folder, not an image file")
+  """Float32 RGB in [0, 1] (images.read_image: the pixel cap, value checks); raises UserError naming
+  the file when it is missing or unusable."""
+  from jaxdeg.data.images import read_image
   try:
-    with Image.open(path) as im:
-      im.load()
-      rgb = im.convert("RGB")
-  except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-    raise UserError(f"{what} {path!r} cannot be read as an image ({type(e).__name__}: {e})") from None
-  return np.asarray(rgb, np.float32) / 255.0
+    return read_image(path)
+  except UserError as e:
+    raise UserError(f"{what}: {e}") from None
 
 
 def save_image(path, image):
@@ -159,7 +148,7 @@ def main(argv: list[str]) -> int:
     else:
       degrade_file(args)
   except UserError as e:
-    print(f"error: {e}", file=sys.stderr)
+    print(f"jaxdeg: error: {e}", file=sys.stderr)
     return 2
   return 0
 

@@ -12,6 +12,7 @@ from jaxdeg import cli, transfer
 from jaxdeg.data import samples
 from jaxdeg.train import checkpoint as ckpt
 from tests.cdd_task.shared_run import tiny_run
+from tests.utils import bomb_png
 from tests.utils import load_config
 
 # sizes that are not multiples of what the model needs: padding and cropping are exercised
@@ -95,11 +96,14 @@ def test_command_line_batch_skips_and_lists_unreadable_files(run, tmp_path, caps
     save(reference / f"{name}.png", photo("coffee", REFERENCE, noise=0.1, seed=i))
   (content / "c.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
   save(reference / "c.png", photo("coffee", REFERENCE))
+  save(content / "d.png", photo("astronaut", CONTENT))
+  bomb_png(reference / "d.png")  # a header claiming 100000²: refused before decoding
   rc = jaxdeg("--workdir", run, "--content-dir", content, "--reference-dir", reference,
               "--output-dir", tmp_path / "out")
   captured = capsys.readouterr()
   assert rc == 1
-  assert "skipped 1 unreadable pair(s)" in captured.err and "c.png" in captured.err
+  assert "skipped 2 unreadable pair(s)" in captured.err and "c.png" in captured.err
+  assert "d.png: more pixels than the cap" in captured.err
   assert "transferred 2 pair(s)" in captured.out
   assert sorted(os.listdir(tmp_path / "out")) == ["a.png", "b.png"]
   assert read(tmp_path / "out" / "a.png").shape == CONTENT + (3,)

@@ -4,6 +4,7 @@ import pytest
 from PIL import Image
 
 from jaxdeg.degrade.cli import contact_sheet, main, parse_param
+from tests.utils import bomb_png
 
 
 @pytest.fixture
@@ -35,8 +36,12 @@ def error_line(capsys):
 
 
 @pytest.mark.parametrize("make_args, expected", [
-    (lambda d, p: [str(d / "missing.png"), str(d / "o.png"), "--type", "haze"], "does not exist"),
-    (lambda d, p: [str(d / "bad.png"), str(d / "o.png"), "--type", "haze"], "cannot be read as an image"),
+    (lambda d, p: [str(d / "missing.png"), str(d / "o.png"), "--type", "haze"], "missing.png: no such file"),
+    (lambda d, p: [str(d / "bad.png"), str(d / "o.png"), "--type", "haze"], "bad.png: not an image Pillow can read"),
+    (lambda d, p: [str(d / "bomb.png"), str(d / "o.png"), "--type", "haze"],
+     "bomb.png: more pixels than the cap (a decompression bomb?)"),
+    (lambda d, p: [str(p), str(d / "o.png"), "--type", "haze", "--param", "beta=abc"],
+     "parameter beta='abc' must be a number"),
     (lambda d, p: [str(p), str(d / "o.png"), "--type", "hail"], "unknown degradation 'hail'"),
     (lambda d, p: [str(p), str(d / "o.png"), "--type", "haze", "--intensity", "1.5"], "must be in [0, 1], got 1.5"),
     (lambda d, p: [str(p), str(d / "o.png"), "--type", "haze", "--param", "beta"], "expects KEY=VALUE"),
@@ -49,10 +54,11 @@ def error_line(capsys):
 ])
 def test_bad_input_prints_one_line_and_exits_2(make_args, expected, photo, tmp_path, capsys):
   (tmp_path / "bad.png").write_bytes(b"not a png at all")
+  bomb_png(tmp_path / "bomb.png")
   Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "small.png")
   assert main(make_args(tmp_path, photo)) == 2
   line = error_line(capsys)
-  assert line.startswith("error: ") and expected in line
+  assert line.startswith("jaxdeg: error: ") and expected in line
 
 
 def test_contact_sheet_has_a_row_per_type(tmp_path):
