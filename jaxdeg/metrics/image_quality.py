@@ -37,8 +37,10 @@ def psnr_y(x, y, data_range=1.0):
   return psnr(rgb_to_y(x), rgb_to_y(y), data_range)
 
 
-def _gaussian_1d(sigma, radius):
-  t = np.arange(-radius, radius + 1, dtype=np.float64)
+def gaussian_taps(size, sigma):
+  """cv2.getGaussianKernel(size, sigma): a normalised 1-D Gaussian centred on the middle tap (float64
+  sums, float32 taps)."""
+  t = np.arange(size, dtype=np.float64) - (size - 1) / 2
   g = np.exp(-0.5 * (t / sigma) ** 2)
   return (g / g.sum()).astype(np.float32)
 
@@ -90,7 +92,7 @@ def ssim(x, y, data_range=1.0, *, gaussian_weights=False, sigma=1.5, win_size=No
   channels are averaged."""
   if gaussian_weights:
     radius = int(3.5 * sigma + 0.5)  # skimage's truncate = 3.5, ndimage's radius rule
-    kernel = _gaussian_1d(sigma, radius)
+    kernel = gaussian_taps(2 * radius + 1, sigma)
     win_size = 2 * radius + 1 if win_size is None else win_size
   else:
     win_size = 7 if win_size is None else win_size
@@ -143,7 +145,7 @@ def ms_ssim(x, y, data_range=1.0, *, weights=MS_SSIM_WEIGHTS, win_size=11, sigma
   n = len(weights)
   need = (win_size - 1) * 2 ** (n - 1) + 1
   x, y, lead = _flatten(x, y, "ms_ssim", need)
-  kernel = _gaussian_1d(sigma, win_size // 2)
+  kernel = gaussian_taps(2 * (win_size // 2) + 1, sigma)
   terms = []
   for i in range(n):
     lum, cs = _ssim_maps(x, y, kernel, data_range, k1, k2, 1.0)

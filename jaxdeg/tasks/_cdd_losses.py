@@ -11,7 +11,9 @@
 import jax
 import jax.numpy as jnp
 
-from jaxdeg.tasks.cdd_ops import blur, gaussian_taps, to_image_range
+from jaxdeg.metrics.image_quality import gaussian_taps
+from jaxdeg.tasks.cdd_ops import blur
+from jaxdeg.tasks.ranges import to_image_range
 
 COLOUR_TAPS = gaussian_taps(45, 50.0)
 DIVERSITY_TAPS = gaussian_taps(11, 1.5)

@@ -50,7 +50,8 @@ from jaxdeg.models.cdd import moco
 from jaxdeg.tasks import _cdd_critic as critic_views
 from jaxdeg.tasks import _cdd_losses as losses
 from jaxdeg.tasks import _perceptual
-from jaxdeg.tasks.cdd_ops import ms_ssim_fitting, rbg_key, residual_paste, to_image_range, to_model_range
+from jaxdeg.tasks.cdd_ops import ms_ssim_fitting, rbg_key, residual_paste
+from jaxdeg.tasks.ranges import to_image_range, to_model_range
 from jaxdeg.tasks.base import Task
 from jaxdeg.train.state import TrainState, accumulating
 

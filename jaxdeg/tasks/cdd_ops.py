@@ -7,22 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdeg.metrics.image_quality import MS_SSIM_WEIGHTS, ms_ssim
-
-
-def to_model_range(images):
-  return jnp.asarray(images, jnp.float32) * 2.0 - 1.0
-
-
-def to_image_range(images):
-  return (images + 1.0) * 0.5
-
-
-def gaussian_taps(size, sigma):
-  """cv2.getGaussianKernel(size, sigma): a normalised 1-D Gaussian centred on the middle tap."""
-  r = np.arange(size, dtype=np.float64) - (size - 1) / 2
-  taps = np.exp(-r * r / (2.0 * sigma * sigma))
-  return (taps / taps.sum()).astype(np.float32)
+from jaxdeg.metrics.image_quality import MS_SSIM_WEIGHTS, gaussian_taps, ms_ssim
 
 
 def blur_matrix(size, taps):
@@ -81,5 +66,5 @@ def rbg_key(key):
   return jax.random.wrap_key_data(jax.random.bits(key, (4,), jnp.uint32), impl="rbg")
 
 
-__all__ = ["to_model_range", "to_image_range", "gaussian_taps", "blur_matrix", "blur", "gaussian_blur",
+__all__ = ["blur_matrix", "blur", "gaussian_blur",
            "residual_paste", "ms_ssim_scales", "ms_ssim_fitting", "rbg_key"]

@@ -27,14 +27,6 @@ def type_spec(name, intensity):
   return [{"name": part, "intensity": tuple(intensity)} for part in name.split("+")]
 
 
-def to_model_range(images):
-  return images * 2.0 - 1.0
-
-
-def to_image_range(x):
-  return jnp.clip((x + 1.0) * 0.5, 0.0, 1.0)
-
-
 class PairMaker:
   """(key, batch) -> (clean, degraded, type ids in `vocabulary`), all on the device.
 

@@ -48,9 +48,9 @@ from jaxdeg.errors import ConfigError
 from jaxdeg.models.ldm import AutoencoderKL, DegradationContext, UNet
 from jaxdeg.models.ldm.conditioning import STATS_PROJ_INITS, dropout_masks, gendeg_prompt, null_inputs
 from jaxdeg.models.ldm.vae import sample_posterior
-from jaxdeg.tasks.gendeg_data import (PairMaker, frozen_in_init, init_key, load_state,
-                                       module_kwargs, saved_config, to_image_range, to_model_range)
 from jaxdeg.tasks.base import Task
+from jaxdeg.tasks.gendeg_data import PairMaker, frozen_in_init, init_key, load_state, module_kwargs, saved_config
+from jaxdeg.tasks.ranges import to_image_range, to_model_range
 from jaxdeg.train.state import TrainState, accumulating, apply_gradients, ema_options
 
 # The two layers GenDeg adds to SD's UNet: Linear(129 → L) for μ and σ, and Linear(D + 2 → D).
@@ -356,7 +356,7 @@ class LdmTask(Task):
     return jax.lax.stop_gradient(clean_mean), jax.lax.stop_gradient(target)
 
   def decode(self, vae_params, z):
-    return to_image_range(self.vae.apply({"params": vae_params}, z, method=AutoencoderKL.decode))
+    return to_image_range(self.vae.apply({"params": vae_params}, z, method=AutoencoderKL.decode), clip=True)
 
   @functools.cached_property
   def vae_shapes(self):

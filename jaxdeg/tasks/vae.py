@@ -27,7 +27,8 @@ from jaxdeg.metrics.image_quality import psnr
 from jaxdeg.models.ldm import DEGRADATION_TYPES, AutoencoderKL, patch_gan
 from jaxdeg.models.ldm.vae import kl_divergence, sample_posterior
 from jaxdeg.tasks import _perceptual
-from jaxdeg.tasks.gendeg_data import PairMaker, init_key, module_kwargs, to_image_range, to_model_range
+from jaxdeg.tasks.gendeg_data import PairMaker, init_key, module_kwargs
+from jaxdeg.tasks.ranges import to_image_range, to_model_range
 from jaxdeg.tasks.base import Task
 from jaxdeg.train.state import TrainState, accumulating, apply_gradients
 
@@ -151,7 +152,7 @@ class VaeTask(Task):
   def reconstruct(self, params, images):
     """Images in [0, 1] -> reconstructions from the posterior mean, in [0, 1]."""
     mean, _ = self.model.apply({"params": params}, to_model_range(images), method=AutoencoderKL.encode)
-    return to_image_range(self.model.apply({"params": params}, mean, method=AutoencoderKL.decode))
+    return to_image_range(self.model.apply({"params": params}, mean, method=AutoencoderKL.decode), clip=True)
 
   def eval_step(self, state, batch):
     clean, degraded, type_ids = self.pairs.eval_pairs(self.config.seed + 1, batch)
