@@ -20,6 +20,7 @@ Variants: `tiny` (the same three-way structure on the bundled photos with proced
 tiny NAFNet; for tests).
 """
 from jaxdeg.data.from_config import defaults as data_defaults
+from jaxdeg.recipes import TINY_NAFNET
 from jaxdeg.train.defaults import base_config
 
 SIGMAS = (15, 25, 50)
@@ -55,25 +56,17 @@ def get_config(arg=None):
   c.data.crop = 128
   c.data.eval_crop = 320
   c.data.flip = "hv"
-  c.optimizer.learning_rate = 2e-4
-  c.optimizer.warmup_steps = 1000
-  c.optimizer.final_lr_fraction = 0.0
-  c.optimizer.b1, c.optimizer.b2 = 0.9, 0.999
-  c.optimizer.weight_decay = 0.0
-  c.optimizer.grad_clip = 1.0
-  c.train.steps = 150_000          # PromptIR: 120 epochs at batch 32 (about 150k steps on this mixture)
-  c.train.batch_size = 32
-  c.train.ema_decay = 0.999
-  c.train.eval_every = 10_000
-  c.train.checkpoint_every = 5_000
-  c.eval.batch_size = 8
-  c.eval.grid_name = "aio.png"
+  c.optimizer.update(learning_rate=2e-4, warmup_steps=1000, final_lr_fraction=0.0, b1=0.9, b2=0.999,
+                     weight_decay=0.0, grad_clip=1.0)
+  # PromptIR: 120 epochs at batch 32 (about 150k steps on this mixture)
+  c.train.update(steps=150_000, batch_size=32, ema_decay=0.999, eval_every=10_000, checkpoint_every=5_000)
+  c.eval.update(batch_size=8, grid_name="aio.png")
   if arg == "tiny":
     c.data.sources, c.data.eval_sources = tiny_sources()
-    c.model = dict(name="nafnet", width=8, enc_blocks=(1,), middle_blocks=1, dec_blocks=(1,))
+    c.model = dict(TINY_NAFNET)
     c.data.crop, c.data.eval_crop, c.data.flip = 32, 64, ""
-    c.train.steps, c.train.batch_size, c.eval.batch_size = 10, 8, 8
-    c.train.log_every, c.train.eval_every, c.train.checkpoint_every = 5, 10, 10
+    c.train.update(steps=10, batch_size=8, log_every=5, eval_every=10, checkpoint_every=10)
+    c.eval.batch_size = 8
     c.optimizer.learning_rate, c.optimizer.warmup_steps = 2e-3, 2
   else:
     c.data.sources, c.data.eval_sources = protocol_sources(arg or "/data/aio")

@@ -20,6 +20,7 @@ first command (`make demo GENDEG_WEIGHTS=FILE`).
 Variants: `synthesize`, `synthesize-tiny` and `tiny:DIR` (a few steps of a very small model, for tests).
 """
 from jaxdeg.data.from_config import defaults as data_defaults
+from jaxdeg.recipes import NAFNET_CPU_ADAMW, SMALL_NAFNET, TINY_NAFNET
 from jaxdeg.synth.run import defaults as synth_defaults
 from jaxdeg.train.defaults import base_config
 
@@ -58,32 +59,14 @@ def restorer_config(pairs, tiny=False):
   c.data.types = types
   c.data.crop, c.data.eval_crop, c.data.flip = 48, 192, "hv"
 
-  c.model.name = "nafnet"
-  c.model.width = 16
-  c.model.enc_blocks = (1, 1)
-  c.model.middle_blocks = 1
-  c.model.dec_blocks = (1, 1)
-
-  c.optimizer.learning_rate = 2e-3
-  c.optimizer.warmup_steps = 50
-  c.optimizer.final_lr_fraction = 0.05
-  c.optimizer.b1, c.optimizer.b2 = 0.9, 0.99
-  c.optimizer.weight_decay = 1e-4
-  c.optimizer.grad_clip = 1.0
-
-  c.train.steps = 600
-  c.train.batch_size = 8
-  c.train.ema_decay = 0.995
-  c.train.log_every = 50
-  c.train.eval_every = 600
-  c.train.checkpoint_every = 300
-  c.eval.batch_size = 4
-  c.eval.grid_name = "demo.png"
-  c.eval.grid_rows = 4
+  c.model.update(SMALL_NAFNET)
+  c.optimizer.update(NAFNET_CPU_ADAMW)
+  c.train.update(steps=600, batch_size=8, ema_decay=0.995, log_every=50, eval_every=600, checkpoint_every=300)
+  c.eval.update(batch_size=4, grid_name="demo.png", grid_rows=4)
   if tiny:
-    c.model.width, c.model.enc_blocks, c.model.dec_blocks = 8, (1,), (1,)
+    c.model.update(TINY_NAFNET)
     c.data.crop, c.data.eval_crop = 32, 64
-    c.train.steps, c.train.checkpoint_every, c.train.eval_every, c.train.log_every = 6, 6, 6, 3
+    c.train.update(steps=6, checkpoint_every=6, eval_every=6, log_every=3)
     c.optimizer.warmup_steps = 2
     c.eval.batch_size, c.eval.grid_rows = 2, 2
   return c

@@ -19,6 +19,7 @@ import ml_collections
 from ml_collections import config_dict
 
 from jaxdeg.models.ldm.conditioning import DEGRADATION_TYPES
+from jaxdeg.recipes import unknown_variant
 from jaxdeg.tasks.gendeg_data import data_config, pairs_config
 from jaxdeg.train.defaults import base_config
 
@@ -121,16 +122,11 @@ def get_config(variant=None):
     # Adam's first update lr·g/(|g| + ε) jumps for gradients near ε; a larger ε keeps it smooth, so
     # rounding-level gradient differences between meshes stay rounding-level in the params
     c.optimizer.eps = 1e-5
-    c.train.batch_size = 8
-    c.train.accumulate_steps = 1
-    c.train.steps = 30
-    c.train.ema_decay = 0.9
-    c.train.log_every = 10
-    c.train.eval_every = 0
-    c.train.checkpoint_every = 30
+    c.train.update(batch_size=8, accumulate_steps=1, steps=30, ema_decay=0.9, log_every=10, eval_every=0,
+                   checkpoint_every=30)
     c.eval.sample_steps = 3
     c.eval.timesteps = (500,)
     c.eval.grid_rows = 2
   elif variant:
-    raise ValueError(f"configs/gendeg_ldm.py: unknown variant {variant!r}; variants: tiny")
+    raise unknown_variant("configs/gendeg_ldm.py", variant, ["tiny"])
   return c

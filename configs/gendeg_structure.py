@@ -11,6 +11,7 @@ Variants: `:tiny` (32² crops, a very small NAFNet: CPU tests).
 import ml_collections
 from ml_collections import config_dict
 
+from jaxdeg.recipes import TINY_NAFNET, unknown_variant
 from jaxdeg.tasks.gendeg_data import data_config, pairs_config
 from jaxdeg.train.defaults import base_config
 
@@ -37,33 +38,17 @@ def get_config(variant=None):
 
   c.optimizer = ml_collections.ConfigDict(dict(learning_rate=1e-3, warmup_steps=1000, final_lr_fraction=0.01,
                                                b1=0.9, b2=0.9, weight_decay=0.0, grad_clip=1.0))
-  c.train.steps = 100_000
-  c.train.batch_size = 16
-  c.train.ema_decay = 0.999
-  c.train.log_every = 100
-  c.train.eval_every = 5000
-  c.train.checkpoint_every = 5000
-  c.eval.batch_size = 8
-  c.eval.grid_name = "structure.png"
-  c.eval.grid_rows = 4
+  c.train.update(steps=100_000, batch_size=16, ema_decay=0.999, log_every=100, eval_every=5000,
+                 checkpoint_every=5000)
+  c.eval.update(batch_size=8, grid_name="structure.png", grid_rows=4)
 
   if variant == "tiny":
-    c.model.width = 8
-    c.model.enc_blocks = (1,)
-    c.model.middle_blocks = 1
-    c.model.dec_blocks = (1,)
+    c.model.update({k: v for k, v in TINY_NAFNET.items() if k != "name"})
     c.data = data_config(32)
     c.pairs = pairs_config(("haze",))
-    c.optimizer.learning_rate = 2e-3
-    c.optimizer.warmup_steps = 2
-    c.optimizer.final_lr_fraction = 0.1
-    c.train.batch_size = 8
-    c.train.steps = 30
-    c.train.ema_decay = 0.9
-    c.train.log_every = 10
-    c.train.eval_every = 30
-    c.train.checkpoint_every = 30
+    c.optimizer.update(learning_rate=2e-3, warmup_steps=2, final_lr_fraction=0.1)
+    c.train.update(batch_size=8, steps=30, ema_decay=0.9, log_every=10, eval_every=30, checkpoint_every=30)
     c.eval.grid_rows = 2
   elif variant:
-    raise ValueError(f"configs/gendeg_structure.py: unknown variant {variant!r}; variants: tiny")
+    raise unknown_variant("configs/gendeg_structure.py", variant, ["tiny"])
   return c

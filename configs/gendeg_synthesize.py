@@ -12,6 +12,7 @@ Variants: `:tiny` (procedural generator on the bundled photos, 64², for tests a
 """
 from ml_collections import config_dict
 
+from jaxdeg.recipes import unknown_variant
 from jaxdeg.synth.run import defaults
 from jaxdeg.train.defaults import base_config
 
@@ -30,5 +31,5 @@ def get_config(variant=None):
     c.synth.batch_size = 4
     c.synth.records_per_chunk = 3
   elif variant:
-    raise ValueError(f"configs/gendeg_synthesize.py: unknown variant {variant!r}; variants: tiny")
+    raise unknown_variant("configs/gendeg_synthesize.py", variant, ["tiny"])
   return c

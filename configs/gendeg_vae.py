@@ -14,6 +14,7 @@ Variants: `:tiny` (32² crops, a very small model: CPU tests).
 import ml_collections
 from ml_collections import config_dict
 
+from jaxdeg.recipes import unknown_variant
 from jaxdeg.tasks.gendeg_data import data_config, pairs_config
 from jaxdeg.train.defaults import base_config
 
@@ -44,15 +45,8 @@ def get_config(variant=None):
   # SD's first stage: Adam(0.5, 0.9); the learning rate here is a choice for batch 8
   c.optimizer = ml_collections.ConfigDict(dict(learning_rate=1e-4, warmup_steps=1000, b1=0.5, b2=0.9,
                                                weight_decay=0.0, grad_clip=1.0))
-  c.train.steps = 200_000
-  c.train.batch_size = 8
-  c.train.ema_decay = 0.0
-  c.train.log_every = 100
-  c.train.eval_every = 5000
-  c.train.checkpoint_every = 5000
-  c.eval.batch_size = 8
-  c.eval.grid_name = "vae.png"
-  c.eval.grid_rows = 4
+  c.train.update(steps=200_000, batch_size=8, ema_decay=0.0, log_every=100, eval_every=5000, checkpoint_every=5000)
+  c.eval.update(batch_size=8, grid_name="vae.png", grid_rows=4)
 
   if variant == "tiny":
     c.model.block_out_channels = (32, 32)
@@ -61,15 +55,9 @@ def get_config(variant=None):
     c.model.mid_attention = False  # compiles faster on CPU
     c.data = data_config(32)
     c.pairs = pairs_config(("haze", "low_light"))
-    c.optimizer.learning_rate = 2e-3
-    c.optimizer.warmup_steps = 0
-    c.optimizer.b1 = 0.9
-    c.optimizer.b2 = 0.99
-    c.train.steps = 30
-    c.train.log_every = 10
-    c.train.eval_every = 30
-    c.train.checkpoint_every = 30
+    c.optimizer.update(learning_rate=2e-3, warmup_steps=0, b1=0.9, b2=0.99)
+    c.train.update(steps=30, log_every=10, eval_every=30, checkpoint_every=30)
     c.eval.grid_rows = 2
   elif variant:
-    raise ValueError(f"configs/gendeg_vae.py: unknown variant {variant!r}; variants: tiny")
+    raise unknown_variant("configs/gendeg_vae.py", variant, ["tiny"])
   return c

@@ -6,6 +6,7 @@ photos (CPU, minutes); the launchers' example and the trainer tests' config.
 
 Variants: `configs/restore_procedural.py:tiny` (a few steps of a very small model, for tests).
 """
+from jaxdeg.recipes import NAFNET_CPU_ADAMW, SMALL_NAFNET, TINY_NAFNET, unknown_variant
 from jaxdeg.train.defaults import base_config
 
 
@@ -14,11 +15,7 @@ def get_config(variant=None):
   c.task = "restore"
   c.seed = 0
 
-  c.model.name = "nafnet"
-  c.model.width = 16
-  c.model.enc_blocks = (1, 1)
-  c.model.middle_blocks = 1
-  c.model.dec_blocks = (1, 1)
+  c.model.update(SMALL_NAFNET)
 
   c.data.train_photos = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field",
                          "immunohistochemistry", "china", "flower", "colorwheel")
@@ -29,37 +26,15 @@ def get_config(variant=None):
   c.data.degradations = ({"name": "gaussian_blur", "intensity": (0.0, 0.6)},
                          {"name": "gaussian_noise", "intensity": (0.0, 0.6)})
 
-  c.optimizer.learning_rate = 2e-3
-  c.optimizer.warmup_steps = 50
-  c.optimizer.final_lr_fraction = 0.05
-  c.optimizer.b1 = 0.9
-  c.optimizer.b2 = 0.99
-  c.optimizer.weight_decay = 1e-4
-  c.optimizer.grad_clip = 1.0
-
-  c.train.steps = 800
-  c.train.batch_size = 8
-  c.train.ema_decay = 0.995
-  c.train.log_every = 50
-  c.train.eval_every = 400
-  c.train.checkpoint_every = 400
-  c.eval.batch_size = 8
-  c.eval.grid_name = "restored.png"
-  c.eval.grid_rows = 2
+  c.optimizer.update(NAFNET_CPU_ADAMW)
+  c.train.update(steps=800, batch_size=8, ema_decay=0.995, log_every=50, eval_every=400, checkpoint_every=400)
+  c.eval.update(batch_size=8, grid_name="restored.png", grid_rows=2)
 
   if variant == "tiny":
-    c.model.width = 8
-    c.model.enc_blocks = (1,)
-    c.model.middle_blocks = 1
-    c.model.dec_blocks = (1,)
-    c.data.crop = 32
-    c.data.eval_crop = 64
-    c.train.steps = 20
-    c.train.batch_size = 8
-    c.train.log_every = 5
-    c.train.eval_every = 10
-    c.train.checkpoint_every = 10
+    c.model.update(TINY_NAFNET)
+    c.data.crop, c.data.eval_crop = 32, 64
+    c.train.update(steps=20, log_every=5, eval_every=10, checkpoint_every=10)
     c.optimizer.warmup_steps = 2
   elif variant:
-    raise ValueError(f"configs/restore_procedural.py: unknown variant {variant!r}; variants: tiny")
+    raise unknown_variant("configs/restore_procedural.py", variant, ["tiny"])
   return c

@@ -16,6 +16,7 @@ degradation: neither training generator is it; the synthesiser only saw a few re
 and, as a control, on held-out photos degraded by WQI (the procedural generator's own domain).
 """
 from jaxdeg.data.from_config import defaults as data_defaults
+from jaxdeg.recipes import NAFNET_CPU_ADAMW, SMALL_NAFNET
 from jaxdeg.train.defaults import base_config
 
 TRAIN_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry",
@@ -32,11 +33,7 @@ def get_config(arg=None):
   c = base_config()
   c.task = "restore"
   c.data.update(data_defaults())
-  c.model.name = "nafnet"
-  c.model.width = 16
-  c.model.enc_blocks = (1, 1)
-  c.model.middle_blocks = 1
-  c.model.dec_blocks = (1, 1)
+  c.model.update(SMALL_NAFNET)
   c.loss = dict(fft_weight=0.0)
 
   sources = [dict(kind="samples", photos=TRAIN_PHOTOS, degradations=[PROCEDURAL], label="procedural (WQI)")]
@@ -53,19 +50,7 @@ def get_config(arg=None):
   c.data.crop, c.data.eval_crop = 48, 128
   c.data.flip = "hv"
 
-  c.optimizer.learning_rate = 2e-3
-  c.optimizer.warmup_steps = 50
-  c.optimizer.final_lr_fraction = 0.05
-  c.optimizer.b1, c.optimizer.b2 = 0.9, 0.99
-  c.optimizer.weight_decay = 1e-4
-  c.optimizer.grad_clip = 1.0
-  c.train.steps = 800
-  c.train.batch_size = 8
-  c.train.ema_decay = 0.995
-  c.train.log_every = 100
-  c.train.eval_every = 800
-  c.train.checkpoint_every = 800
-  c.eval.batch_size = 8
-  c.eval.grid_name = "grid.png"
-  c.eval.grid_rows = 3
+  c.optimizer.update(NAFNET_CPU_ADAMW)
+  c.train.update(steps=800, batch_size=8, ema_decay=0.995, log_every=100, eval_every=800, checkpoint_every=800)
+  c.eval.update(batch_size=8, grid_name="grid.png", grid_rows=3)
   return c
