@@ -121,7 +121,7 @@ def restore_config(workdir, step=None):
   if not os.path.isdir(checkpoint_dir(workdir)):
     raise UserError(f"no checkpoint in {checkpoint_dir(workdir)}: train that run first")
   with create_manager(workdir, read_only=True) as mgr:
-    config_of = lambda s: _restore_item(mgr, s, CONFIG, ocp.args.JsonRestore())  # noqa: E731
+    config_of = lambda s: _restore_item(mgr, s, CONFIG, ocp.args.JsonRestore())
     if step is None:
       raw, step = newest_restorable(mgr, config_of)
     else:
