@@ -53,27 +53,24 @@ from jaxdeg.tasks import _perceptual
 from jaxdeg.tasks.cdd_ops import ms_ssim_fitting, rbg_key, residual_paste
 from jaxdeg.tasks.ranges import to_image_range, to_model_range
 from jaxdeg.tasks.base import Task
-from jaxdeg.train.state import TrainState, accumulating
+from jaxdeg.train import optimizers
+from jaxdeg.train.state import TrainState
 
 COMPRESSORS = ("global_compressor", "local_compressor")
 METHODS = ("reproduction", "transfer", "clean", "residual_paste")
 IMAGE_METRICS = {"psnr": psnr, "ssim": ssim, "ms_ssim": ms_ssim_fitting}
 
 
-def make_optimizers(opt, grad_clip=0.0):
-  """(generator-side, critic) optax transforms: Adam with the paper's eps, the compressors in
-  their own learning-rate group."""
-  def adam(lr, b1, b2):
-    tx = optax.adam(lr, b1=b1, b2=b2, eps=opt.eps)
-    return optax.chain(optax.clip_by_global_norm(grad_clip), tx) if grad_clip else tx
+def _compressor_labels(params):  # a prefix of the params tree: one label per top-level module
+  return {name: "compressor" if name in COMPRESSORS else "other" for name in params}
 
-  def groups(params):  # a prefix of the params tree: one label per top-level module
-    return {name: "compressor" if name in COMPRESSORS else "other" for name in params}
 
-  model_tx = optax.multi_transform({"compressor": adam(opt.compressor_learning_rate, opt.b1, opt.b2),
-                                    "other": adam(opt.learning_rate, opt.b1, opt.b2)}, groups)
-  critic_tx = adam(opt.critic_learning_rate, opt.critic_b1, opt.critic_b2)
-  return model_tx, critic_tx
+def make_optimizers(opt, train):
+  """(generator-side, critic) optax transforms (jaxdeg.train.optimizers): Adam with the paper's eps,
+  the compressors in their own learning-rate group; the critic's from the `critic_*` fields."""
+  groups = {"compressor": {"learning_rate": opt.compressor_learning_rate}, "other": {}}
+  model_tx = optimizers.from_config(opt, train, groups=groups, labels=_compressor_labels)
+  return model_tx, optimizers.from_config(opt, train, prefix="critic_")
 
 
 def perceptual_losses(loss_config):
@@ -155,8 +152,7 @@ class CddTask(Task):
     if self.critic_strategy == "patched" and config.data.crop not in (128, 256, 512):
       raise ConfigError(f"config.critic.strategy='patched' judges crop/4 patches with a critic that needs "
                         f"32, 64 or 128 pixels: config.data.crop={config.data.crop} must be 128, 256 or 512")
-    self.model_tx, self.critic_tx = (accumulating(tx, config.train) for tx in
-                                     make_optimizers(config.optimizer, config.optimizer.get("grad_clip", 0.0)))
+    self.model_tx, self.critic_tx = make_optimizers(config.optimizer, config.train)
     self.loss = config.loss
     self.perceptual = perceptual_losses(config.loss)
     self.eval_perceptual = _perceptual.load(config.eval, "config.eval", ("lpips", "dists"))

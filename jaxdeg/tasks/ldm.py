@@ -51,7 +51,8 @@ from jaxdeg.models.ldm.vae import sample_posterior
 from jaxdeg.tasks.base import Task
 from jaxdeg.tasks.gendeg_data import PairMaker, frozen_in_init, init_key, load_state, module_kwargs, saved_config
 from jaxdeg.tasks.ranges import to_image_range, to_model_range
-from jaxdeg.train.state import TrainState, accumulating, apply_gradients, ema_options
+from jaxdeg.train import optimizers
+from jaxdeg.train.state import TrainState, apply_gradients, ema_options
 
 # The two layers GenDeg adds to SD's UNet: Linear(129 → L) for μ and σ, and Linear(D + 2 → D).
 NEW_LAYERS = ("stats_proj", "cc_projection")
@@ -65,17 +66,11 @@ def new_layer_labels(params):
   return jax.tree_util.tree_map_with_path(label, params)
 
 
-def make_optimizer(opt):
-  """AdamW at a constant learning rate (after an optional linear warm-up); the new projection
-  layers at `new_layers_lr_multiplier` × it (GenDeg: 10×); optional global-norm clipping."""
-  def adamw(scale):
-    lr = opt.learning_rate * scale
-    if opt.get("warmup_steps", 0):
-      lr = optax.linear_schedule(0.0, lr, opt.warmup_steps)
-    return optax.adamw(lr, b1=opt.b1, b2=opt.b2, eps=opt.get("eps", 1e-8), weight_decay=opt.weight_decay)
-  tx = optax.multi_transform({"base": adamw(1.0), "new_layers": adamw(opt.new_layers_lr_multiplier)},
-                             new_layer_labels)
-  return optax.chain(optax.clip_by_global_norm(opt.grad_clip), tx) if opt.get("grad_clip") else tx
+def make_optimizer(opt, train):
+  """AdamW (config.optimizer, jaxdeg.train.optimizers); the new projection layers at
+  `new_layers_lr_multiplier` × the learning rate (GenDeg: 10×)."""
+  groups = {"base": {}, "new_layers": {"learning_rate": opt.learning_rate * opt.new_layers_lr_multiplier}}
+  return optimizers.from_config(opt, train, groups=groups, labels=new_layer_labels)
 
 
 def init_optimizer(tx, boxed_params):
@@ -328,7 +323,7 @@ class LdmTask(Task):
     self.prediction = d.prediction
     if self.prediction not in ("epsilon", "v_prediction"):
       raise ConfigError(f"config.diffusion.prediction={self.prediction!r}: must be 'epsilon' or 'v_prediction'")
-    self.tx = accumulating(make_optimizer(config.optimizer), config.train)
+    self.tx = make_optimizer(config.optimizer, config.train)
     self.pairs = PairMaker(config, config.pairs.types, config.pairs.intensity, self.context.types)
     f = self.vae.downsample_factor
     if config.data.crop % f or config.data.eval_crop % f:

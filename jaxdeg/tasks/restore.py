@@ -33,7 +33,8 @@ from jaxdeg.models.restore import NAFNet, PromptIR
 from jaxdeg.models.restore.tiling import tiled_apply
 from jaxdeg.tasks import _perceptual
 from jaxdeg.tasks.base import Task
-from jaxdeg.train.state import TrainState, accumulate_steps, accumulating, apply_gradients
+from jaxdeg.train import optimizers
+from jaxdeg.train.state import TrainState, apply_gradients
 
 MODELS = {"nafnet": NAFNet, "promptir": PromptIR}
 TILING_DEFAULTS = dict(tile=256, tile_overlap=32, tile_batch=8)
@@ -53,15 +54,6 @@ def tile_settings(section, align, where="config.eval"):
   return tile, overlap, batch
 
 
-def make_optimizer(opt, total_steps):
-  """AdamW with linear warm-up then cosine decay, and global-norm clipping."""
-  warmup = min(opt.warmup_steps, max(total_steps - 1, 0))
-  schedule = optax.warmup_cosine_decay_schedule(0.0, opt.learning_rate, warmup, max(total_steps, warmup + 1),
-                                                end_value=opt.learning_rate * opt.final_lr_fraction)
-  return optax.chain(optax.clip_by_global_norm(opt.grad_clip),
-                     optax.adamw(schedule, b1=opt.b1, b2=opt.b2, weight_decay=opt.weight_decay))
-
-
 class RestoreTask(Task):
 
   def __init__(self, config):
@@ -71,9 +63,8 @@ class RestoreTask(Task):
     if name not in MODELS:
       raise ConfigError(f"config.model.name={name!r}: restorers are {', '.join(MODELS)}")
     self.model = MODELS[name](**kwargs)
-    # the schedule runs over optimizer updates: train.steps micro-batches / accumulate_steps
-    self.tx = accumulating(make_optimizer(config.optimizer, config.train.steps // accumulate_steps(config.train)),
-                           config.train)
+    # AdamW, warm-up then cosine decay over the run's optimizer updates, clipped (config.optimizer)
+    self.tx = optimizers.from_config(config.optimizer, config.train)
     self.paired = bool(config.data.get("sources"))
     self.fft_weight = float(config.get("loss", {}).get("fft_weight", 0.0))
     self.eval_lpips = _perceptual.load(config.eval, "config.eval", ("lpips",)).get("lpips")

@@ -30,8 +30,8 @@ from jaxdeg.models.ldm import DEGRADATION_TYPES
 from jaxdeg.models.restore import NAFNet
 from jaxdeg.tasks.gendeg_data import PairMaker, frozen_in_init, init_key, load_state, saved_config
 from jaxdeg.tasks.base import Task
-from jaxdeg.tasks.restore import make_optimizer
-from jaxdeg.train.state import TrainState, accumulate_steps, accumulating, apply_gradients
+from jaxdeg.train import optimizers
+from jaxdeg.train.state import TrainState, apply_gradients
 
 
 def warp(image, dy, dx, angle, scale):
@@ -103,8 +103,7 @@ class StructureTask(Task):
       raise ConfigError("config.model: the structure corrector takes clean ‖ generated, so in_channels=6 and "
                         f"out_channels=3; got {kwargs.get('in_channels')} and {kwargs.get('out_channels')}")
     self.model = NAFNet(**kwargs)
-    self.tx = accumulating(make_optimizer(config.optimizer, config.train.steps // accumulate_steps(config.train)),
-                           config.train)  # the schedule counts optimizer updates
+    self.tx = optimizers.from_config(config.optimizer, config.train)
     s = config.structure
     self.ldm = _FrozenLdm(s.ldm_workdir, s.use_ema, s.ldm_steps) if s.get("ldm_workdir") else None
     vocabulary = self.ldm.task.context.types if self.ldm else DEGRADATION_TYPES

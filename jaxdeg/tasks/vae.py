@@ -30,16 +30,8 @@ from jaxdeg.tasks import _perceptual
 from jaxdeg.tasks.gendeg_data import PairMaker, init_key, module_kwargs
 from jaxdeg.tasks.ranges import to_image_range, to_model_range
 from jaxdeg.tasks.base import Task
-from jaxdeg.train.state import TrainState, accumulating, apply_gradients
-
-
-def make_optimizer(opt):
-  """Adam(W) with a constant learning rate (after an optional linear warm-up) and clipping."""
-  lr = opt.learning_rate
-  if opt.get("warmup_steps", 0):
-    lr = optax.linear_schedule(0.0, opt.learning_rate, opt.warmup_steps)
-  tx = optax.adamw(lr, b1=opt.b1, b2=opt.b2, weight_decay=opt.weight_decay)
-  return optax.chain(optax.clip_by_global_norm(opt.grad_clip), tx) if opt.get("grad_clip") else tx
+from jaxdeg.train import optimizers
+from jaxdeg.train.state import TrainState, apply_gradients
 
 
 def lpips_loss(loss_config):
@@ -58,7 +50,7 @@ class VaeTask(Task):
   def __init__(self, config):
     super().__init__(config)
     self.model = AutoencoderKL(**module_kwargs(config.model, "config.model"))
-    self.tx = accumulating(make_optimizer(config.optimizer), config.train)
+    self.tx = optimizers.from_config(config.optimizer, config.train)
     self.lpips = lpips_loss(config.loss)
     self.lpips_weight = float(config.loss.get("lpips_weight", 1.0))
     self.pairs = PairMaker(config, config.pairs.types, config.pairs.intensity, DEGRADATION_TYPES)
@@ -69,7 +61,9 @@ class VaeTask(Task):
     self.discriminator = None
     if self.gan_weight > 0:
       self.discriminator = patch_gan.PatchDiscriminator(int(loss.get("gan_width", 64)), int(loss.get("gan_layers", 3)))
-      self.disc_tx = accumulating(optax.adam(config.optimizer.learning_rate, b1=0.5, b2=0.9), config.train)  # taming's
+      # taming's: Adam(0.5, 0.9) at the autoencoder's learning rate, constant, unclipped
+      self.disc_tx = optimizers.from_config(dict(learning_rate=config.optimizer.learning_rate, b1=0.5, b2=0.9),
+                                            config.train)
       logging.info("VAE: patch-GAN discriminator from step %d, weight %g (adaptive)", loss.get("gan_start", 0),
                    self.gan_weight)
 
