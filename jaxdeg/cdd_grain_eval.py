@@ -31,6 +31,7 @@ from jaxdeg.degrade.film_grain_fit import fit_film_grain
 from jaxdeg.errors import UserError
 from jaxdeg.metrics import grain_stats
 from jaxdeg.tasks.cdd_ops import rbg_key, residual_paste
+from jaxdeg.train.distributed import fetch_global
 
 AV1_SEED = 7
 ROWS = (("transfer", "transfer (embedding of another image, same grain)"),
@@ -67,13 +68,6 @@ def make_images_fn(task):
   return jax.jit(images)
 
 
-def _host(tree):
-  if jax.process_count() == 1:
-    return jax.device_get(tree)
-  from jax.experimental import multihost_utils
-  return multihost_utils.process_allgather(tree, tiled=True)
-
-
 def av1_fit_baseline(content, reference_clean, reference):
   """The content with the AV1 grain table fitted on (reference_clean, reference), as numpy."""
   params = fit_film_grain(reference_clean, reference, random_seed=AV1_SEED)
@@ -89,7 +83,7 @@ def grain_results(task, state, batches, channels=grain_stats.CHANNELS):
   per_example = {method: [] for method, _ in ROWS}
   failed_fits = []
   for batch in batches:
-    out = _host(images_fn(state, batch))
+    out = fetch_global(images_fn(state, batch))
     for i in np.flatnonzero(np.asarray(out["mask"]) > 0):
       x, y = out["content"][i], out["truth"][i]
       ref, ref_clean = out["reference"][i], out["reference_clean"][i]

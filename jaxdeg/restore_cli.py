@@ -15,6 +15,7 @@ import numpy as np
 
 from jaxdeg.data.images import EXTENSIONS, read_image, write_image
 from jaxdeg.errors import UserError
+from jaxdeg.train.defaults import TILING
 
 
 def _inputs(path):
@@ -28,7 +29,7 @@ def _inputs(path):
   return [path]
 
 
-def restorer(workdir, step=None, tile=256, overlap=32):
+def restorer(workdir, step=None, tile=TILING["tile"], overlap=TILING["tile_overlap"]):
   """image (H, W, 3) float in [0, 1] -> restored image, from the run in `workdir`."""
   from jaxdeg.models.restore.tiling import tiled_apply
   from jaxdeg.train import runs
@@ -39,7 +40,7 @@ def restorer(workdir, step=None, tile=256, overlap=32):
   apply = jax.jit(lambda x: task.model.apply({"params": params}, x))
 
   def restore(image):  # tile offsets on the restorer's downsampling grid (task.align)
-    out = tiled_apply(apply, image, tile=tile, overlap=overlap, align=task.align)
+    out = tiled_apply(apply, image, tile=tile, overlap=overlap, batch_tiles=TILING["tile_batch"], align=task.align)
     return np.clip(np.asarray(out), 0.0, 1.0)
   return restore, step
 
@@ -51,8 +52,8 @@ def main(argv=None):
   p.add_argument("output_dir")
   p.add_argument("--workdir", required=True, help="the trained `restore` run")
   p.add_argument("--step", type=int)
-  p.add_argument("--tile", type=int, default=256)
-  p.add_argument("--overlap", type=int, default=32)
+  p.add_argument("--tile", type=int, default=TILING["tile"])
+  p.add_argument("--overlap", type=int, default=TILING["tile_overlap"])
   try:
     a = p.parse_args(argv)
     if os.path.exists(a.output_dir) and not os.path.isdir(a.output_dir):

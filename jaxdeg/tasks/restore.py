@@ -34,15 +34,16 @@ from jaxdeg.models.restore.tiling import tiled_apply
 from jaxdeg.tasks import _perceptual
 from jaxdeg.tasks.base import Task
 from jaxdeg.train import optimizers
+from jaxdeg.train.defaults import TILING
+from jaxdeg.train.distributed import fetch_global
 from jaxdeg.train.state import TrainState, apply_gradients
 
 MODELS = {"nafnet": NAFNet, "promptir": PromptIR}
-TILING_DEFAULTS = dict(tile=256, tile_overlap=32, tile_batch=8)
 
 
 def tile_settings(section, align, where="config.eval"):
   """(tile, overlap, tiles per call) from `section`, checked against the restorer's `align`."""
-  tile, overlap, batch = (section.get(k, TILING_DEFAULTS[k]) for k in ("tile", "tile_overlap", "tile_batch"))
+  tile, overlap, batch = (section.get(k, TILING[k]) for k in ("tile", "tile_overlap", "tile_batch"))
   if not isinstance(tile, int) or tile <= 0 or tile % align:
     raise ConfigError(f"{where}.tile={tile!r} must be a positive multiple of {align} (the restorer's "
                       "downsampling factor)")
@@ -244,8 +245,7 @@ _inception_input = jax.jit(perceptual.inception.resize_bilinear)
 def _replicate(tree, sharding):
   """A full copy of `tree` on each device of `sharding` (params sharded over any mesh)."""
   if jax.process_count() > 1:  # shards on other hosts cannot be copied device to device
-    from jax.experimental import multihost_utils
-    tree = multihost_utils.process_allgather(tree, tiled=True)
+    tree = fetch_global(tree)
   return jax.device_put(tree, sharding)
 
 

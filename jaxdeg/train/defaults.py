@@ -11,6 +11,10 @@ _AT_LEAST = {"train.steps": 1, "train.batch_size": 1, "train.log_every": 1, "tra
              "train.keep_checkpoints": 1, "train.eval_every": 0, "eval.batch_size": 1, "data.crop": 1,
              "data.eval_crop": 1, "data.worker_count": 0, "data.max_pixels": 1}
 
+# Full-resolution restoration in overlapping tiles (the restore task's eval.full_resolution and
+# `jaxdeg restore`): tile² pixels, overlapping by tile_overlap, tile_batch tiles per call.
+TILING = dict(tile=256, tile_overlap=32, tile_batch=8)
+
 
 def base_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
@@ -44,9 +48,7 @@ def base_config() -> ml_collections.ConfigDict:
   # batched centre crops of data.eval_crop, restored in tiles of tile² overlapping by tile_overlap
   # pixels, tile_batch tiles per call (rounded up to a multiple of the local devices).
   c.eval.full_resolution = False
-  c.eval.tile = 256
-  c.eval.tile_overlap = 32
-  c.eval.tile_batch = 8
+  c.eval.update(TILING)
   # LPIPS in evaluation (restore task), from the user's files: torchvision's vgg16 state dict and
   # the lpips package's weights/v0.1/vgg.pth (or .npz copies); unset: no LPIPS
   c.eval.vgg16_weights = config_dict.placeholder(str)

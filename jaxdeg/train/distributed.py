@@ -47,6 +47,15 @@ def initialize(coordinator_address=None, num_processes=None, process_id=None, *,
   return jax.process_index(), jax.process_count()
 
 
+def fetch_global(tree):
+  """Device arrays -> host numpy arrays of their global values, on every process (an all-gather
+  when there are several processes: shards on other hosts cannot be read directly)."""
+  if jax.process_count() == 1:
+    return jax.device_get(tree)
+  from jax.experimental import multihost_utils
+  return multihost_utils.process_allgather(tree, tiled=True)
+
+
 def shutdown():
   """Leaves the distributed run together with the others (a barrier), so no process exits while
   another still talks to the coordinator; a no-op for a single process."""

@@ -9,6 +9,7 @@ import numpy as np
 from jaxdeg.data import images as image_io
 from jaxdeg.errors import UserError
 from jaxdeg.metrics import fid
+from jaxdeg.train.distributed import fetch_global
 
 
 def evaluate_state(setup, state, writer, step):
@@ -101,7 +102,7 @@ def _batched_outputs(setup, state):
     out = _with_features(setup.task, setup.eval_step(state, global_batch))
     if i:
       out = {k: v for k, v in out.items() if k != "images"}
-    out, mask = _fetch((out, global_batch["mask"]))
+    out, mask = fetch_global((out, global_batch["mask"]))
     yield out, np.asarray(mask)
 
 
@@ -134,14 +135,6 @@ def metrics_markdown(results, title=""):
     for label, entry in results[field].items():
       lines.append(row(f"{field[3:]}: {label}", entry))
   return "\n".join(lines) + "\n"
-
-
-def _fetch(tree):
-  """Device arrays -> host numpy; across processes, every process gets the global values."""
-  if jax.process_count() == 1:
-    return jax.device_get(tree)
-  from jax.experimental import multihost_utils
-  return multihost_utils.process_allgather(tree, tiled=True)
 
 
 def _pad_to_largest(rows):

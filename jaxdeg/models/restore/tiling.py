@@ -52,7 +52,7 @@ def _accumulate(acc, out, idx, wy, wx):
   return jax.lax.fori_loop(0, out.shape[0], add, acc)
 
 
-def tiled_apply(fn, image, *, tile=256, overlap=32, batch_tiles=8, align=1, margin=None):
+def tiled_apply(fn, image, *, tile, overlap, batch_tiles=8, align=1, margin=None):
   """Applies `fn` ((N, th, tw, C) -> (N, th, tw, C')) to `image` ((H, W, C) or (B, H, W, C)) tile by tile.
 
   fn sees at most `batch_tiles` tiles per call, always the same shape (the last batch is padded
