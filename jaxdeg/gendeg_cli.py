@@ -15,7 +15,6 @@ weights; decode, clamp to [-1, 1]; the structure corrector (`--structure`) on ha
 in GenDeg's data/ folder (`--histograms`). The prompt: `--prompt` as given, else
 '<caption>, in hazy conditions' (GenDeg's form; `--caption`).
 """
-import json
 import os
 import sys
 
@@ -23,15 +22,9 @@ import numpy as np
 
 from jaxdeg.errors import UserError
 
-# jaxdeg type → GenDeg's histogram folder (data/<folder>/Mu_*.json …); mixtures have none
-HISTOGRAM_FOLDERS = {"haze": "haze", "rain": "rain", "snow": "snow", "motion_blur": "motion blur",
-                     "low_light": "low-light", "raindrop": "raindrop"}
 ALIASES = {"motion": "motion_blur", "low-light": "low_light", "motion-blur": "motion_blur"}
 # run_single.py --auto_s corrects 'haze' and 'motion' (its list's 'raindrops' never matches a type)
 AUTO_CORRECTED = ("haze", "motion_blur")
-# run_single.py's dataset weights: intense datasets drawn less often
-DATASET_WEIGHTS = {"rain": {"ORD": 0.2}, "haze": {"DenseHaze": 0.05, "NH-HAZE": 0.1, "I-HAZE": 0.25},
-                   "low_light": {"SID": 0.2}}
 MU_MAX, SIGMA_MAX, BINS = 0.7, 0.4, 128
 
 
@@ -40,66 +33,17 @@ def official_bin(value, top):
   return min(int(np.digitize(value, np.linspace(0.0, top, BINS + 1), right=False)) - 1, BINS - 1)
 
 
-# ------------------------------------------------------------------------------------------------
-# μ, σ from GenDeg's intensity histograms (data/<type>/Mu_*.json, Sigma_*.json, Mu-Sigma-*.json)
-
-
-def _bin_keys(histogram):
-  keys = list(histogram[0])
-  return next(k for k in keys if "min" in k), next(k for k in keys if "max" in k)
-
-
-def _draw_from(rng, histogram):
-  """A value uniform within a bin drawn by count; and the bin's 'lo - hi' label (3 decimals)."""
-  counts = np.asarray([b["Count"] for b in histogram], np.float64)
-  lo_key, hi_key = _bin_keys(histogram)
-  chosen = histogram[int(rng.choice(len(histogram), p=counts / counts.sum()))]
-  lo, hi = chosen[lo_key], chosen[hi_key]
-  return float(rng.uniform(lo, hi)), f"{lo:.3f} - {hi:.3f}"
-
-
-def load_histograms(root, type_name):
-  """{dataset: (μ histogram, {μ bin label: σ histogram})} from GenDeg's data/ folder."""
-  if type_name not in HISTOGRAM_FOLDERS:
-    raise UserError(f"--histograms: GenDeg has intensity histograms for {', '.join(HISTOGRAM_FOLDERS)}, "
-                    f"not {type_name!r}; give --mu and --sigma")
-  folder = os.path.join(root, HISTOGRAM_FOLDERS[type_name])
-  if not os.path.isdir(folder):
-    raise UserError(f"--histograms {root}: no folder {HISTOGRAM_FOLDERS[type_name]!r} in it (GenDeg's data/ "
-                    f"has one per degradation type)")
-  mu, joint = {}, {}
-  try:
-    for name in sorted(os.listdir(folder)):
-      if not name.endswith(".json"):
-        continue
-      with open(os.path.join(folder, name)) as f:
-        content = json.load(f)
-      if name.startswith("Mu_"):
-        mu[content[0]["Dataset"]] = content
-      elif name.startswith("Mu-Sigma-"):
-        joint[name[len("Mu-Sigma-"):-len(".json")].lstrip("_")] = {e["Mu range"]: e["Count"] for e in content}
-  except (OSError, ValueError, KeyError, IndexError, TypeError) as e:
-    raise UserError(f"--histograms {folder}: unreadable ({type(e).__name__}: {e})") from None
-  usable = {d: (mu[d], joint[d]) for d in mu if d in joint}
-  if not usable:
-    raise UserError(f"--histograms {folder}: no Mu_<dataset>.json with its Mu-Sigma-<dataset>.json")
-  return usable
-
-
-def draw_mu_sigma(histograms, type_name, rng):
-  """(μ, σ, dataset): a dataset by GenDeg's weights, μ from its μ histogram, σ from the σ histogram
-  of that μ bin, each uniform within its bin (run_single.py's get_mu_sigma)."""
-  datasets = sorted(histograms)
-  special = DATASET_WEIGHTS.get(type_name, {})
-  weights = np.asarray([special.get(d, 1.0) for d in datasets], np.float64)
-  dataset = datasets[int(rng.choice(len(datasets), p=weights / weights.sum()))]
-  mu_hist, joint = histograms[dataset]
-  mu, label = _draw_from(rng, mu_hist)
-  sigma_hist = joint.get(label)
-  if not sigma_hist or not sum(b["Count"] for b in sigma_hist):
-    raise UserError(f"--histograms: dataset {dataset} has no σ histogram for μ bin {label}")
-  sigma, _ = _draw_from(rng, sigma_hist)
-  return mu, sigma, dataset
+def draw_mu_sigma(root, type_name, rng):
+  """(μ, σ, dataset) as run_single.py's get_mu_sigma draws them from GenDeg's data/ folder: a dataset
+  by GenDeg's weights, μ from its μ histogram, σ from the σ row of that μ bin, each uniform in its bin
+  (the synthesis plan's reader and sampler)."""
+  from jaxdeg.synth import official_histograms, plan
+  from jaxdeg.synth import run as synth_run
+  hist = official_histograms.load_official(root, field="--histograms")
+  names, p = plan.source_table(hist, type_name, synth_run.OFFICIAL_SOURCE_WEIGHTS)
+  source = names[int(rng.choice(len(names), p=p))]
+  mu, sigma = hist.sample(source, rng)
+  return float(mu), float(sigma), source.split("/", 1)[1]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -291,7 +235,7 @@ def run(args):
   _check(args)
   rng = np.random.default_rng(args.seed)
   if args.mu is None:
-    mu, sigma, dataset = draw_mu_sigma(load_histograms(args.histograms, args.type), args.type, rng)
+    mu, sigma, dataset = draw_mu_sigma(args.histograms, args.type, rng)
     print(f"μ {mu:.4f}, σ {sigma:.4f} drawn from {dataset}'s histograms")
   else:
     mu, sigma = args.mu, args.sigma

@@ -58,10 +58,11 @@ def _range_key(low, high):
   return f"{low:.3f} - {high:.3f}"  # how GenDeg's files name a μ bin
 
 
-def load_official(root) -> IntensityHistograms:
-  """IntensityHistograms of every dataset in GenDeg's `data/` folder layout under `root`."""
+def load_official(root, field="config.synth.histograms") -> IntensityHistograms:
+  """IntensityHistograms of every dataset in GenDeg's `data/` folder layout under `root`; `field`
+  names where the folder came from, for errors."""
   if not os.path.isdir(root):
-    raise ConfigError(f"config.synth.histograms={root}: no such folder (GenDeg's data/ folder with haze/, rain/, ...)")
+    raise ConfigError(f"{field}={root}: no such folder (GenDeg's data/ folder with haze/, rain/, ...)")
   found = {}  # (type, dataset) -> {kind: (path, content)}
   for folder, type_name in TYPE_FOLDERS.items():
     directory = os.path.join(root, folder)
@@ -75,13 +76,13 @@ def load_official(root) -> IntensityHistograms:
       dataset, content = _read(path)
       found.setdefault((type_name, dataset), {}).setdefault(kind, (path, content))
   if not found:
-    raise ConfigError(f"config.synth.histograms={root}: no GenDeg histogram files in its "
+    raise ConfigError(f"{field}={root}: no GenDeg histogram files in its "
                       f"{', '.join(TYPE_FOLDERS)} folders")
   counts, marginals = {}, {}
   for (type_name, dataset), files in sorted(found.items()):
     missing = [marker for kind, marker in KINDS if kind not in files]
     if missing:
-      raise ConfigError(f"config.synth.histograms={root}: {type_name}/{dataset} has no {', '.join(missing)} file")
+      raise ConfigError(f"{field}={root}: {type_name}/{dataset} has no {', '.join(missing)} file")
     mu_path, mu_bins = files["mu"]
     mu = _counts(mu_path, mu_bins, "Mu", intensity.MU_RANGE)
     sigma = _counts(*files["sigma"], "Sigma", intensity.SIGMA_RANGE)

@@ -14,6 +14,8 @@ import pytest
 from PIL import Image
 
 from jaxdeg import gendeg_cli
+from jaxdeg.degrade import intensity
+from jaxdeg.errors import ConfigError
 from jaxdeg.gendeg_cli import GenDeg
 from jaxdeg.interop import compvis
 from jaxdeg.tasks.structure import official_corrector
@@ -21,6 +23,7 @@ from tests.interop import compvis_layout as layout
 from benchmarks.peers import torch_gendeg
 from benchmarks.peers.torch_nafnet import NAFNet
 from benchmarks.peers.torch_gendeg import nchw, nhwc
+from tests.synth.official_files import write_official
 from tests.text.helpers import TINY_CLIP, torch_clip
 
 import torch  # noqa: E402  (test dependencies, pinned in pyproject)
@@ -202,29 +205,24 @@ def test_ldm_task_starts_from_a_single_file(tmp_path):
 
 
 def test_mu_sigma_from_gendeg_histogram_files(tmp_path):
-  """GenDeg's data/<type>/ JSON layout: μ from the chosen dataset's μ histogram, σ from the σ
-  histogram of that μ bin, each uniform within its bin; datasets weighted as run_single.py."""
-  import json
-  folder = tmp_path / "data" / "haze"
-  folder.mkdir(parents=True)
-  for dataset, (mu_lo, mu_hi) in {"RESIDE": (0.1, 0.2), "DenseHaze": (0.5, 0.6)}.items():
-    mu = [{"Mu min": 0.0, "Mu max": mu_lo, "Count": 0, "Dataset": dataset},
-          {"Mu min": mu_lo, "Mu max": mu_hi, "Count": 5, "Dataset": dataset}]
-    sigma_bins = [{"Sigma min": 0.02, "Sigma max": 0.03, "Count": 2}, {"Sigma min": 0.03, "Sigma max": 0.04, "Count": 0}]
-    joint = [{"Mu range": f"{mu_lo:.3f} - {mu_hi:.3f}", "Count": sigma_bins}]
-    (folder / f"Mu_{dataset}.json").write_text(json.dumps(mu))
-    (folder / f"Mu-Sigma-_{dataset}.json").write_text(json.dumps(joint))
-    (folder / f"Sigma_{dataset}.json").write_text(json.dumps([dict(b, Dataset=dataset) for b in sigma_bins]))
-  hist = gendeg_cli.load_histograms(str(tmp_path / "data"), "haze")
+  """GenDeg's data/<type>/ JSON layout, read by the synthesis plan's reader: μ from the chosen
+  dataset's μ histogram, σ from the σ row of that μ bin, each uniform within its bin; datasets
+  weighted as run_single.py (DenseHaze 0.05 against RESIDE's 1)."""
+  n = intensity.NUM_BINS
+  for dataset, mu_bin in {"RESIDE": 20, "DenseHaze": 80}.items():
+    joint = np.zeros((n, n), np.int64)
+    joint[mu_bin, 7] = 5
+    write_official(tmp_path / "data", "haze", dataset, joint.sum(1), joint)
   rng = np.random.default_rng(0)
-  draws = [gendeg_cli.draw_mu_sigma(hist, "haze", rng) for _ in range(400)]
+  draws = [gendeg_cli.draw_mu_sigma(str(tmp_path / "data"), "haze", rng) for _ in range(400)]
   for mu, sigma, dataset in draws:
-    lo, hi = (0.1, 0.2) if dataset == "RESIDE" else (0.5, 0.6)
-    assert lo <= mu <= hi and 0.02 <= sigma <= 0.03
+    lo, hi = intensity.bin_bounds(np.array(20 if dataset == "RESIDE" else 80), intensity.MU_RANGE)
+    s_lo, s_hi = intensity.bin_bounds(np.array(7), intensity.SIGMA_RANGE)
+    assert lo <= mu <= hi and s_lo <= sigma <= s_hi
   dense = sum(d == "DenseHaze" for _, _, d in draws) / len(draws)
-  assert 0.01 < dense < 0.12  # weight 0.05 against RESIDE's 1
-  with pytest.raises(Exception, match="rain"):
-    gendeg_cli.load_histograms(str(tmp_path / "data"), "rain")
+  assert 0.01 < dense < 0.12, dense  # expected 0.05 / 1.05
+  with pytest.raises(ConfigError, match="no intensity histograms for type 'rain'"):
+    gendeg_cli.draw_mu_sigma(str(tmp_path / "data"), "rain", rng)
   # GenDeg's bins: 128 on [0, 0.7], the top one for values at or above the range
   assert [gendeg_cli.official_bin(v, 0.7) for v in (0.0, 0.3, 0.6999, 0.7, 0.9)] == [0, 54, 127, 127, 127]
 

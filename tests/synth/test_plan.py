@@ -1,7 +1,6 @@
 """GenDS as GenDeg's script makes it: the synthesis plan (uniform draws per type, clean pools,
 source weights, mixed prompts), clean images resized whole, GenDeg's histogram files, histograms
 fitted on real pairs."""
-import json
 
 import numpy as np
 import pytest
@@ -16,6 +15,7 @@ from jaxdeg.synth.fit_pairs import fit_pairs
 from jaxdeg.synth.histograms import IntensityHistograms
 from jaxdeg.synth.official_histograms import load_official
 from jaxdeg.synth.plan import Plan
+from tests.synth.official_files import write_official
 
 TYPES = ("haze", "rain", "snow", "motion_blur", "low_light", "raindrop")
 N = intensity.NUM_BINS
@@ -102,34 +102,14 @@ def test_clean_images_are_resized_whole_not_skipped_and_know_their_source_type(t
   assert len(cropped) == 2  # the earlier behaviour: the 300×200 image is too small and skipped
 
 
-def _write_official(root, type_folder, dataset, mu_counts, joint, name_sep="_"):
-  """Histogram files in GenDeg's layout, written here from the counts: μ and σ bin lists, and the σ
-  rows of the μ bins keyed by their '%.3f - %.3f' range, in shuffled order."""
-  folder = root / type_folder
-  folder.mkdir(parents=True, exist_ok=True)
-  mu_edges = np.linspace(*intensity.MU_RANGE, N + 1)
-  sigma_edges = np.linspace(*intensity.SIGMA_RANGE, N + 1)
-  mu_file = [{"Mu min": float(mu_edges[i]), "Mu max": float(mu_edges[i + 1]), "Count": int(mu_counts[i]),
-              "Dataset": dataset} for i in range(N)]
-  sigma_file = [{"Sigma min": float(sigma_edges[j]), "Sigma max": float(sigma_edges[j + 1]),
-                 "Count": int(joint[:, j].sum()), "Dataset": dataset} for j in range(N)]
-  rows = [{"Mu range": f"{mu_edges[i]:.3f} - {mu_edges[i + 1]:.3f}", "Dataset": dataset,
-           "Count": [{"Sigma min": float(sigma_edges[j]), "Sigma max": float(sigma_edges[j + 1]),
-                      "Count": int(joint[i, j])} for j in range(N)]} for i in range(N)]
-  np.random.default_rng(1).shuffle(rows)
-  (folder / f"Mu_{dataset}.json").write_text(json.dumps(mu_file))
-  (folder / f"Sigma_{dataset}.json").write_text(json.dumps(sigma_file))
-  (folder / f"Mu-Sigma-{name_sep}{dataset}.json").write_text(json.dumps(rows))
-
-
 def test_official_histogram_files_draw_their_distribution(tmp_path):
   rng = np.random.default_rng(0)
   joint = np.zeros((N, N), np.int64)
   for i in range(3, 30):  # μ bins 3..29; σ rows that move with μ
     joint[i, i // 2: i // 2 + 6] = rng.integers(1, 50, 6)
   mu_counts = joint.sum(1) + rng.integers(0, 5, N) * (joint.sum(1) > 0)  # counted apart, as GenDeg's are
-  _write_official(tmp_path, "haze", "FogSet", mu_counts, joint)
-  _write_official(tmp_path, "motion blur", "BlurSet", mu_counts, joint, name_sep="")
+  write_official(tmp_path, "haze", "FogSet", mu_counts, joint)
+  write_official(tmp_path, "motion blur", "BlurSet", mu_counts, joint, name_sep="")
   (tmp_path / "rain").mkdir()
   (tmp_path / "rain" / "notes.txt").write_text("not a histogram")
   h = load_official(str(tmp_path))
