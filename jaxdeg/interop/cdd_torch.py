@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdeg.interop.diffusers import WeightImportError
+from jaxdeg.interop.checks import WeightImportError, raise_if_unfit, summary
 
 PART_OF_SUBMODULE = {"global_encoder": "netE", "local_encoder": "netE_loc", "generator": "netG",
                      "global_compressor": "netCprs", "local_compressor": "netCprs_loc"}
@@ -220,11 +220,6 @@ def _shapes(target):
   return out
 
 
-def _summary(items, n=8):
-  items = list(items)
-  return "; ".join(items[:n]) + (f" … and {len(items) - n} more" if len(items) > n else "")
-
-
 def convert_part(state_dict, rows, target, what):
   """One part's state dict → {collection: nested dict} shaped as `target` (that part's variables).
 
@@ -255,15 +250,7 @@ def convert_part(state_dict, rows, target, what):
       node = node.setdefault(p, {})
     node[full[-1]] = np.ascontiguousarray(arr)
   missing = sorted(f"{col}/{'/'.join(p)}" for col, s in shapes.items() for p in s if (col, p) not in seen)
-  problems = []
-  if mismatched:
-    problems.append(f"{len(mismatched)} shape mismatch(es): {_summary(mismatched)}")
-  if missing:
-    problems.append(f"{len(missing)} variable(s) missing from the file: {_summary(missing)}")
-  if unexpected:
-    problems.append(f"{len(unexpected)} unexpected key(s) in the file: {_summary(unexpected)}")
-  if problems:
-    raise WeightImportError(f"{what} weights do not fit: " + " | ".join(problems))
+  raise_if_unfit(what, mismatched=mismatched, missing=missing, unexpected=unexpected)
   return out
 
 
@@ -341,7 +328,7 @@ def netp_strategy(state_dict, strategy=None):
   """The official strategy of a netP state dict: read off its input channels, or `strategy`
   checked against them (6 channels need it named: the file does not say which)."""
   if "main.0.weight" not in state_dict:
-    raise WeightImportError(f"netP: no 'main.0.weight' (found {_summary(state_dict)})")
+    raise WeightImportError(f"netP: no 'main.0.weight' (found {summary(state_dict)})")
   channels = state_dict["main.0.weight"].shape[1]
   if strategy is None:
     fits = [k for k, c in CRITIC_STRATEGIES.items() if c == channels]

@@ -19,16 +19,12 @@ import flax.linen as nn
 import jax
 import numpy as np
 
-from jaxdeg.errors import UserError
 from jaxdeg.interop import safetensors_io
+from jaxdeg.interop.checks import WeightImportError, raise_if_unfit
 
 WEIGHT_NAMES = ("diffusion_pytorch_model.safetensors", "model.safetensors", "diffusion_pytorch_model.bin",
                 "pytorch_model.bin")
 _LEGACY_VAE = {"query": "to_q", "key": "to_k", "value": "to_v", "proj_attn": "to_out_0"}
-
-
-class WeightImportError(UserError):
-  """A weight file does not fit the model: the message names the keys and shapes."""
 
 
 # ------------------------------------------------------------------------------------------------
@@ -197,12 +193,6 @@ def _abstract_params(target):
   return jax.tree.map(lambda x: tuple(x.shape), target)
 
 
-def _summary(items, n=8):
-  items = list(items)
-  more = f" … and {len(items) - n} more" if len(items) > n else ""
-  return "; ".join(items[:n]) + more
-
-
 def convert(state_dict, target, *, what="model", expand_input=("conv_in",)):
   """Map a diffusers state dict onto the structure of `target` (our params, possibly boxed or
   abstract from `jax.eval_shape`). Input convs named in `expand_input` whose target has more input
@@ -236,18 +226,11 @@ def convert(state_dict, target, *, what="model", expand_input=("conv_in",)):
       node = node.setdefault(p, {})
     node[full[-1]] = arr
   missing = sorted(k for p, k in ((p, "/".join(p)) for p in shapes) if p not in seen)
-  problems = []
-  if mismatched:
-    problems.append(f"{len(mismatched)} shape mismatch(es): {_summary(mismatched)}")
-  if missing:
-    problems.append(f"{len(missing)} parameter(s) missing from the file: {_summary(missing)}")
-  if unexpected:
-    problems.append(f"{len(unexpected)} unexpected key(s) in the file: {_summary(unexpected)}")
-  if problems:
-    hint = ""
-    if any(k.startswith(("model.diffusion_model.", "first_stage_model.")) for k in state_dict):
-      hint = " (this looks like an original CompVis/LDM checkpoint: read it with jaxdeg.interop.compvis.load)"
-    raise WeightImportError(f"{what} weights do not fit{hint}: " + " | ".join(problems))
+  hint = ""
+  if any(k.startswith(("model.diffusion_model.", "first_stage_model.")) for k in state_dict):
+    hint = " (this looks like an original CompVis/LDM checkpoint: read it with jaxdeg.interop.compvis.load)"
+  raise_if_unfit(what, mismatched=mismatched, missing=missing, unexpected=unexpected,
+                 missing_noun="parameter(s)", hint=hint)
   return out
 
 
