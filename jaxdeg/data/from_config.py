@@ -17,12 +17,12 @@
 
 Per kind, the keys a source dict may have (every kind also takes `label`, the source's name in
 evaluation tables):
-  folder        path, degradations, degrade_on ('cpu' | 'device'), type, weight
+  folder        path, degradations (made in the pipeline), type, weight
   paired        path, layout (layouts.PRESETS), degraded_dirs, clean_dirs, pattern, template, type,
                 sigma (bsd68), weight
   tfds          name (sots | rain100l | lol | gopro | bsd68), split, data_dir, manual_dir, sigma, weight
   array_record  path (folder or file list), types (labels its records use), weight
-  samples       photos, degradations, degrade_on, weight
+  samples       photos, degradations, weight
 `types` (optional) fixes the label vocabulary that a batch's 'type' indexes; by default it is the
 sorted set of labels the train and eval sources declare.
 """
@@ -36,12 +36,12 @@ from jaxdeg.data.skips import check_on_error
 from jaxdeg.errors import ConfigError
 
 _KEYS = {
-    "folder": {"path", "degradations", "degrade_on", "type", "weight", "label"},
+    "folder": {"path", "degradations", "type", "weight", "label"},
     "paired": {"path", "layout", "degraded_dirs", "clean_dirs", "pattern", "template", "type", "sigma", "weight",
                "label"},
     "tfds": {"name", "split", "data_dir", "manual_dir", "sigma", "weight", "label"},
     "array_record": {"path", "types", "weight", "label"},
-    "samples": {"photos", "degradations", "degrade_on", "weight", "label"},
+    "samples": {"photos", "degradations", "weight", "label"},
 }
 _REQUIRED = {"folder": ("path",), "paired": ("path",), "tfds": ("name",), "array_record": ("path",),
              "samples": ("photos",)}
@@ -92,7 +92,7 @@ def declared_types(raw) -> set:
     return {layouts.PRESETS[short].type_name} if short in layouts.PRESETS else set()
   if kind == "array_record":
     return set(spec.get("types", ()))
-  if spec.get("degradations") and spec.get("degrade_on", "cpu") == "cpu":
+  if spec.get("degradations"):
     return {transforms.Degrade(_plain(spec["degradations"])).type_name}
   return {spec["type"]} if spec.get("type") else set()
 
@@ -131,7 +131,6 @@ def build_input(raw, *, min_size=0, on_error="skip", validate=True, where="sourc
   weight = float(spec.pop("weight", 1.0))
   spec.pop("label", None)
   degradations = _plain(spec.pop("degradations", None))
-  degrade_on = spec.pop("degrade_on", "cpu")
   if kind == "folder":
     src = sources.FolderSource(spec["path"], min_size=min_size, on_error=on_error, validate=validate,
                                max_pixels=max_pixels,
@@ -151,7 +150,7 @@ def build_input(raw, *, min_size=0, on_error="skip", validate=True, where="sourc
     src = sources.ArrayRecordSource(_plain(spec["path"]))
   else:
     src = samples.SamplePhotos(spec["photos"])
-  return pipeline.Input(src, weight=weight, degradations=degradations, degrade_on=degrade_on,
+  return pipeline.Input(src, weight=weight, degradations=degradations,
                         max_pixels=max_pixels)
 
 

@@ -10,9 +10,9 @@ Process i of n takes rows [i·b, (i+1)·b) of every global batch (b = global bat
 where `to_global` puts them: the global batches do not depend on the process count (except where
 records are skipped), and each example's randomness comes from its global position.
 
-Where degradations run: `Input(degrade_on='cpu')` (default) makes the degraded image inside the
-pipeline, in the grain workers; `degrade_on='device'` leaves the images clean and adds a per-example
-'seed', for a task that degrades in its jitted step (as the restore task does).
+An `Input` with degradations makes its degraded images inside the pipeline, in the grain workers
+(tasks that degrade on the device, as the restore task does, read clean images and degrade them in
+their jitted step).
 
 Every transform is picklable so `mp_prefetch` workers can run it; the iterators are grain
 DatasetIterators, checkpointed with the model (get_state/set_state).
@@ -31,8 +31,6 @@ from jaxdeg.data.resize import PairResize
 from jaxdeg.data.transforms import FLIPS, CenterCrop, Decode, Degrade, Finalize, PairCrop
 from jaxdeg.errors import ConfigError, DataError
 
-DEGRADE_ON = ("cpu", "device")
-
 
 @dataclasses.dataclass
 class Input:
@@ -40,17 +38,14 @@ class Input:
   source: Any
   weight: float = 1.0
   degradations: Any = None
-  degrade_on: str = "cpu"
   max_pixels: int | None = None  # images above this many pixels are skipped (None: the default cap)
 
   def __post_init__(self):
-    if self.degrade_on not in DEGRADE_ON:
-      raise ConfigError(f"degrade_on={self.degrade_on!r}: must be one of {', '.join(DEGRADE_ON)}")
     if not self.weight > 0:
       raise ConfigError(f"{self.source!r}: mixing weight must be > 0, got {self.weight}")
     if self.degradations and self.paired_source:
       raise ConfigError(f"{self.source!r} already holds degraded images: remove its 'degradations'")
-    self.degrade = Degrade(self.degradations) if self.degradations and self.degrade_on == "cpu" else None
+    self.degrade = Degrade(self.degradations) if self.degradations else None
 
   @property
   def paired_source(self):
@@ -118,7 +113,7 @@ def train_dataset(sources, *, crop: int, global_batch_size: int, seed: int, tran
 
   `sources`: a source, an `Input`, or a list of them (mixed by their weights). Pairs come out as
   {clean, degraded, degraded_key?, type, intensity, source, <meta_fields>}; clean images as
-  {image, image_key?, seed?}. `transforms` are extra grain transforms on each finished example.
+  {image, image_key?}. `transforms` are extra grain transforms on each finished example.
   """
   skips.check_on_error(on_error)
   if flip not in FLIPS:
@@ -136,8 +131,7 @@ def train_dataset(sources, *, crop: int, global_batch_size: int, seed: int, tran
     ds = ds.random_map(PairCrop(crop, flip, degraded_key, on_error, skip_dir))
     if inp.degrade is not None:
       ds = ds.map(inp.degrade)
-    ds = ds.map(Finalize(i, type_names, tuple(meta_fields), keep_seed=inp.degrade_on == "device"
-                         and bool(inp.degradations)))
+    ds = ds.map(Finalize(i, type_names, tuple(meta_fields)))
     chains.append(_chain(ds, transforms))
   ds = chains[0] if len(chains) == 1 else grain.MapDataset.mix(chains, [inp.weight for inp in inputs])
   # Shard last: every example's order and randomness depend on its global position only, so N
@@ -171,8 +165,7 @@ def _eval_chain(inputs, crop, on_error, type_names, meta_fields, transforms, res
     ds = ds.map(CenterCrop(crop, on_error, skip_dir)).map_with_index(_with_seed)
     if inp.degrade is not None:
       ds = ds.map(inp.degrade)
-    ds = ds.map(Finalize(i, type_names, tuple(meta_fields), keep_seed=inp.degrade_on == "device"
-                         and bool(inp.degradations)))
+    ds = ds.map(Finalize(i, type_names, tuple(meta_fields)))
     chains.append(_chain(ds, transforms))
   return chains[0] if len(chains) == 1 else grain.MapDataset.concatenate(chains)
 

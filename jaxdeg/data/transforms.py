@@ -203,12 +203,11 @@ class Finalize(grain.transforms.Map):
 
   Paired examples: clean, degraded, degraded_key?, type (id in `type_names`, -1 unknown),
   intensity (NaN unknown), source (index of the input), and `meta_fields` as float32.
-  Clean-only examples: image, image_key?, seed? (for degradations made on the device).
+  Clean-only examples: image, image_key?.
   """
   source_index: int
   type_names: tuple[str, ...] = ()
   meta_fields: tuple[str, ...] = ()
-  keep_seed: bool = False
 
   def map(self, rec):
     if rec is None:
@@ -217,8 +216,6 @@ class Finalize(grain.transforms.Map):
       out = {"image": rec["clean"]}
       if "clean_key" in rec:
         out["image_key"] = rec["clean_key"]
-      if self.keep_seed:
-        out["seed"] = np.uint32(rec.get("seed", 0))
       return out
     out = {k: rec[k] for k in ("clean", "degraded", "degraded_key") if k in rec}
     t = rec["type"]

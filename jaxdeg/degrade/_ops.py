@@ -89,19 +89,24 @@ def _mix32(x):
   return x ^ (x >> 16)
 
 
+# Which realisation of the random fields a call draws: set only by `registry.apply(...,
+# other_fields=k)` around its own call of a family (the families take no such argument).
 _FIELD_SALT = contextvars.ContextVar("field_salt", default=0)
 
 
+def check_other_fields(other_fields):
+  """`other_fields` as an int in [0, 2^32); ValueError naming it otherwise."""
+  if isinstance(other_fields, bool) or not isinstance(other_fields, (int, np.integer)) \
+      or not 0 <= int(other_fields) < 2 ** 32:
+    raise ValueError(f"other_fields={other_fields!r}: must be an integer in [0, 2^32) (0: the key's own fields)")
+  return int(other_fields)
+
+
 @contextlib.contextmanager
-def other_fields(salt=1):
-  """Inside this block (while tracing), every family draws the same parameters from a key but other
-  random fields: another noise / grain / particle realisation of the same degradation. E.g. two
-  images that share a degradation without sharing its noise pattern, as real photos would.
-  It acts at trace time: call (or jit) the degradation inside the block, not a function jitted
-  and traced before it."""
-  if not 0 < int(salt) < 2 ** 32:
-    raise ValueError(f"other_fields: salt must be in [1, 2^32), got {salt}")
-  token = _FIELD_SALT.set(int(salt))
+def drawing_fields(other_fields):
+  """While a family is called (and traced) inside this block, its random fields are realisation
+  `other_fields` (0: the key's own)."""
+  token = _FIELD_SALT.set(check_other_fields(other_fields))
   try:
     yield
   finally:

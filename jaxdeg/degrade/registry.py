@@ -8,12 +8,18 @@ Every degradation is a pure `jnp` function on ONE float image in [0, 1] of shape
 parameters; `overrides` set any of those parameters directly; `params` is a dict of the
 scalar/array parameters actually used. `apply` adds batching (vmap over leading dims with
 independent keys) so callers never write the vmap themselves.
+
+`apply(..., other_fields=k)` and `apply_spec(..., other_fields=k)` with k > 0 draw the same
+parameters from a key but another realisation of its random fields (noise, grain, particles,
+fill): two images that share a degradation without sharing its noise pattern, as two real photos
+would. k is an explicit argument: what a traced call computes depends on its arguments only.
 """
 from typing import Callable
 
 import jax
 import jax.numpy as jnp
 
+from jaxdeg.degrade._ops import drawing_fields
 from jaxdeg.errors import ConfigError
 
 _REGISTRY: dict[str, Callable] = {}
@@ -38,11 +44,17 @@ def get(name: str) -> Callable:
   return _REGISTRY[name]
 
 
-def apply(key, images, name: str, intensity, **overrides):
+def apply(key, images, name: str, intensity, *, other_fields=0, **overrides):
   """Degrade `images` of shape (..., H, W, 3) in [0, 1]; returns (degraded, params).
 
-  `intensity` is a scalar or has the batch shape (one intensity per image).
+  `intensity` is a scalar or has the batch shape (one intensity per image). `other_fields` > 0:
+  the same parameters, another realisation of the random fields (see the module docstring).
   """
+  with drawing_fields(other_fields):
+    return _apply(key, images, name, intensity, overrides)
+
+
+def _apply(key, images, name, intensity, overrides):
   fn = get(name)
   images = jnp.asarray(images)
   if images.ndim < 3 or images.shape[-1] != 3:
@@ -103,8 +115,9 @@ def parse_spec(spec):
   return stages, many
 
 
-def apply_spec(key, images, spec):
-  """Degrade images (..., H, W, 3) as `spec` says; returns (degraded, params).
+def apply_spec(key, images, spec, *, other_fields=0):
+  """Degrade images (..., H, W, 3) as `spec` says; returns (degraded, params). `other_fields` as
+  in `apply`.
 
   params holds each stage's parameters plus 'intensity' and 'applied' per image; for a list spec it
   is a dict keyed '<index>_<name>'.
@@ -119,7 +132,7 @@ def apply_spec(key, images, spec):
       intensity = jax.random.uniform(k_int, batch, jnp.float32, bounds[0], bounds[1])
     else:
       intensity = jnp.full(batch, bounds[0], jnp.float32)
-    out, params = apply(k_apply, images, name, intensity, **overrides)
+    out, params = apply(k_apply, images, name, intensity, other_fields=other_fields, **overrides)
     applied = jax.random.uniform(k_p, batch) < p if p < 1.0 else jnp.ones(batch, bool)
     if p < 1.0:
       out = jnp.where(applied[..., None, None, None], out, images)

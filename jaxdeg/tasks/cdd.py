@@ -92,9 +92,6 @@ def _check_train_sources(data):
       if not spec.get("degradations"):
         raise ConfigError(f"config.data.sources[{i}] ({spec['kind']}): clean images need 'degradations' "
                           "for the cdd task, which trains on (degraded, clean) pairs")
-      if spec.get("degrade_on", "cpu") != "cpu":
-        raise ConfigError(f"config.data.sources[{i}]: degrade_on={spec['degrade_on']!r}; the cdd task takes "
-                          "pairs made in the pipeline (degrade_on='cpu')")
   if not data.get("degraded_key", False):
     raise ConfigError("config.data.degraded_key=False: the cdd task needs a second crop of each degraded "
                       "image as the MoCo positive; set it to True")
@@ -309,12 +306,10 @@ class CddTask(Task):
     base = jax.random.PRNGKey(self.config.seed + 1)
     keys = jax.vmap(lambda i: jax.random.fold_in(base, i))(batch["index"])
     clean = batch["image"]
-    degraded = jax.vmap(lambda k, im: jnp.clip(degrade.apply_spec(k, im, self.eval_spec)[0], 0.0, 1.0))
-    y = degraded(keys, clean)
-    if self.config.eval.get("shared_fields", False):
-      return clean, y, degraded(keys, clean[partner])
-    with degrade.other_fields():
-      return clean, y, degraded(keys, clean[partner])
+    degraded = lambda images, other_fields: jax.vmap(lambda k, im: jnp.clip(
+        degrade.apply_spec(k, im, self.eval_spec, other_fields=other_fields)[0], 0.0, 1.0))(keys, images)
+    shared = self.config.eval.get("shared_fields", False)
+    return clean, degraded(clean, 0), degraded(clean[partner], 0 if shared else 1)
 
   def eval_step(self, state, batch):
     x, y, reference = self.eval_pairs(batch)

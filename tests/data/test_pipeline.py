@@ -146,13 +146,6 @@ def test_on_the_fly_degradation_on_cpu(folder):
   assert abs(key_noise.std() - noise.std()) < 0.02
 
 
-def test_device_degradation_leaves_images_clean_with_seed(folder):
-  ds = pipeline.train_dataset(Input(folder, degradations="gaussian_noise", degrade_on="device"), crop=8,
-                              global_batch_size=4, seed=0)
-  (batch,) = _take(ds, 1)
-  assert set(batch) == {"image", "seed"} and batch["seed"].dtype == np.uint32
-
-
 def test_global_batches_are_sharded_over_the_mesh(folder):
   mesh = jax.make_mesh((8,), ("data",), axis_types=(jax.sharding.AxisType.Explicit,))
   sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))

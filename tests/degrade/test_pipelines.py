@@ -69,22 +69,29 @@ def test_wqi_side_scales_blur_as_for_a_crop_of_a_larger_photo():
 def test_other_fields_keeps_parameters_and_redraws_noise():
   image = np.full((48, 48, 3), 0.5, np.float32)
   key = jax.random.PRNGKey(1)
-  # the block acts while tracing, so each call traces afresh (a new function for jit)
-  noisy = lambda: np.asarray(jax.jit(lambda: degrade.get("gaussian_noise")(key, image, 0.5)[0] - image)())
-  holes = lambda: jax.jit(lambda: degrade.get("inpaint_mask")(key, image, 0.8, fill=1.0))()
-  a = noisy()
-  with degrade.other_fields():
-    b = noisy()
-    hole_b, params_b = holes()
-  with degrade.other_fields(salt=2):
-    c = noisy()
-  hole_a, params_a = holes()
+  # an explicit argument: each value of it is its own traced function
+  noisy = lambda k: np.asarray(jax.jit(lambda: degrade.apply(key, image, "gaussian_noise", 0.5,
+                                                             other_fields=k)[0] - image)())
+  holes = lambda k: jax.jit(lambda: degrade.apply(key, image, "inpaint_mask", 0.8, other_fields=k, fill=1.0))()
+  a = noisy(0)
+  b = noisy(1)
+  hole_b, params_b = holes(1)
+  c = noisy(2)
+  hole_a, params_a = holes(0)
   assert 0.9 < b.std() / a.std() < 1.1 and abs(np.corrcoef(a.ravel(), b.ravel())[0, 1]) < 0.05
-  assert abs(np.corrcoef(b.ravel(), c.ravel())[0, 1]) < 0.05  # each salt its own realisation
+  assert abs(np.corrcoef(b.ravel(), c.ravel())[0, 1]) < 0.05  # each value its own realisation
   np.testing.assert_array_equal(np.asarray(params_a["mask"]), np.asarray(params_b["mask"]))  # same holes
   inside = np.asarray(params_a["mask"]) > 0
   assert inside.any() and np.abs(np.asarray(hole_a) - np.asarray(hole_b))[inside].max() > 0.1  # other fill noise
-  np.testing.assert_array_equal(noisy(), a)  # the block leaves later calls alone
-  with pytest.raises(ValueError, match="salt"):
-    with degrade.other_fields(salt=0):
-      pass
+  # 0 is the key's own fields, what a call without the argument draws
+  plain = jax.jit(lambda: degrade.get("gaussian_noise")(key, image, 0.5)[0] - image)
+  np.testing.assert_array_equal(noisy(0), np.asarray(plain()))
+  # and through a spec, as the cdd task's procedural eval draws its references
+  spec = [{"name": "gaussian_noise", "intensity": (0.2, 0.8)}]
+  own, other = degrade.apply_spec(key, image, spec), degrade.apply_spec(key, image, spec, other_fields=1)
+  np.testing.assert_array_equal(np.asarray(own[1]["0_gaussian_noise"]["sigma"]),
+                                np.asarray(other[1]["0_gaussian_noise"]["sigma"]))
+  assert np.abs(np.asarray(own[0]) - np.asarray(other[0])).max() > 0.1
+  for bad in (-1, 2 ** 32, 1.5):
+    with pytest.raises(ValueError, match="other_fields"):
+      degrade.apply(key, image, "gaussian_noise", 0.5, other_fields=bad)
