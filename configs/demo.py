@@ -20,14 +20,13 @@ first command (`make demo GENDEG_WEIGHTS=FILE`).
 Variants: `synthesize`, `synthesize-tiny` and `tiny:DIR` (a few steps of a very small model, for tests).
 """
 from jaxdeg.data.from_config import defaults as data_defaults
+from jaxdeg.data import samples
 from jaxdeg.recipes import NAFNET_CPU_ADAMW, SMALL_NAFNET, TINY_NAFNET
 from jaxdeg.synth.run import defaults as synth_defaults
 from jaxdeg.train.defaults import base_config
 
 TYPES = ("haze", "rain", "snow", "low_light")
-TRAIN_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry",
-                "china", "colorwheel")
-HELD_OUT = ("grace_hopper", "retina", "flower")  # 3 photos × 4 types = 12 evaluation images
+TRAIN_PHOTOS, HELD_OUT = samples.split()  # held out: 3 photos × 4 types = 12 evaluation images
 REPEATS = 3  # each photo enters synthesis three times: three draws of (μ, σ) per type
 
 

@@ -6,6 +6,7 @@ photos (CPU, minutes); the launchers' example and the trainer tests' config.
 
 Variants: `configs/restore_procedural.py:tiny` (a few steps of a very small model, for tests).
 """
+from jaxdeg.data import samples
 from jaxdeg.recipes import NAFNET_CPU_ADAMW, SMALL_NAFNET, TINY_NAFNET, unknown_variant
 from jaxdeg.train.defaults import base_config
 
@@ -17,9 +18,7 @@ def get_config(variant=None):
 
   c.model.update(SMALL_NAFNET)
 
-  c.data.train_photos = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field",
-                         "immunohistochemistry", "china", "flower", "colorwheel")
-  c.data.eval_photos = ("grace_hopper", "retina")
+  c.data.train_photos, c.data.eval_photos = samples.split(held_out=("grace_hopper", "retina"))
   c.data.crop = 48
   c.data.eval_crop = 256
   # Applied on the device in every step, in order; one intensity per image drawn in the range.

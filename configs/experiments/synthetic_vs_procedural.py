@@ -16,12 +16,11 @@ degradation: neither training generator is it; the synthesiser only saw a few re
 and, as a control, on held-out photos degraded by WQI (the procedural generator's own domain).
 """
 from jaxdeg.data.from_config import defaults as data_defaults
+from jaxdeg.data import samples
 from jaxdeg.recipes import NAFNET_CPU_ADAMW, SMALL_NAFNET
 from jaxdeg.train.defaults import base_config
 
-TRAIN_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry",
-                "china", "colorwheel")
-EVAL_PHOTOS = ("grace_hopper", "retina", "flower")
+TRAIN_PHOTOS, EVAL_PHOTOS = samples.split()
 TARGET = dict(name="realesrgan", intensity=(0.3, 0.7))   # the held-out "real" degradation
 PROCEDURAL = dict(name="wqi", intensity=1.0)              # the training-time generator
 SYNTHETIC_WEIGHT = 1.0                                    # learned pairs : procedural pairs = 1 : 1

@@ -43,6 +43,21 @@ def names() -> list[str]:
   return list(_LOADERS)
 
 
+# The photos experiments train and evaluate on, in the order their sources list them (the order
+# fixes which photo each shuffled index is), and the three usually held out for evaluation.
+PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry", "china", "flower",
+          "colorwheel", "grace_hopper", "retina")
+HELD_OUT = ("grace_hopper", "retina", "flower")
+
+
+def split(held_out=HELD_OUT) -> tuple[tuple[str, ...], tuple[str, ...]]:
+  """(photos to train on: PHOTOS less `held_out`, in PHOTOS' order; the held-out photos)."""
+  unknown = [n for n in held_out if n not in PHOTOS]
+  if unknown:
+    raise DataError(f"held-out photo(s) {unknown} are not among {', '.join(PHOTOS)}")
+  return tuple(n for n in PHOTOS if n not in held_out), tuple(held_out)
+
+
 @functools.lru_cache(maxsize=None)
 def load(name: str) -> np.ndarray:
   if name not in _LOADERS:

@@ -14,7 +14,7 @@ import numpy as np
 from absl import logging
 
 from jaxdeg import degrade
-from jaxdeg.data import from_config
+from jaxdeg.data import from_config, samples
 from jaxdeg.errors import ConfigError
 from jaxdeg.train import checkpoint as ckpt
 
@@ -170,9 +170,7 @@ def init_key(rng):
 # ------------------------------------------------------------------------------------------------
 # config defaults shared by configs/gendeg_*.py
 
-TRAIN_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry",
-                "china", "flower", "colorwheel")
-EVAL_PHOTOS = ("grace_hopper", "retina")
+TRAIN_PHOTOS, EVAL_PHOTOS = samples.split(held_out=("grace_hopper", "retina"))
 
 
 def data_config(crop):
