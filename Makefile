@@ -39,11 +39,14 @@ demo: $(VENV)/.installed
 	@echo "synthesised pairs: $(WORKDIR)/synthetic/synthesis_pairs.png; restored: $(WORKDIR)/restorer/demo.png"
 	@cat $(WORKDIR)/restorer/metrics.md
 
+# The serial part collects only the files that hold `serial` tests (collecting all of tests/ imports
+# torch, diffusers, transformers ... again); tests/conftest.py refuses a `serial` test elsewhere.
+SERIAL_TESTS = tests/train/test_multiprocess.py
 # aomenc and dav1d for the film-grain parity tests: apt-get as root, else unpacked into $(VENV).
 test: $(VENV)/.test-installed
 	tests/install_system_tools.sh $(VENV)
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m pytest -q -n 2 --dist worksteal -m "not serial" --durations=40
-	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m pytest -q -m serial --durations=5
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m pytest -q -m serial $(SERIAL_TESTS) --durations=5
 
 $(VENV)/.bench-installed: $(VENV)/.test-installed
 	$(PIP_INSTALL) -e '.[test,bench]'

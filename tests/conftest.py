@@ -18,3 +18,15 @@ import tempfile  # noqa: E402
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(tempfile.gettempdir(), "jaxdeg-test-xla-cache"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+
+
+SERIAL_FILES = ("tests/train/test_multiprocess.py",)  # the Makefile's SERIAL_TESTS
+
+
+def pytest_collection_modifyitems(config, items):
+  """`make test` runs `serial` tests only from SERIAL_FILES: one elsewhere would never run."""
+  import pytest
+  for item in items:
+    if item.get_closest_marker("serial") and item.nodeid.split("::")[0] not in SERIAL_FILES:
+      raise pytest.UsageError(f"{item.nodeid} is marked serial but is not in SERIAL_FILES (tests/conftest.py) "
+                              "and the Makefile's SERIAL_TESTS")
