@@ -5,7 +5,7 @@ os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ["XLA_FLAGS"] = os.environ["XLA_FLAGS"].replace(
     "--xla_force_host_platform_device_count=1", "--xla_force_host_platform_device_count=8")
 # The tests' models are tiny, so XLA:CPU's compile time, not run time, is most of the suite: LLVM's
-# backend at -O0 halves it (75 s -> 41 s of compiles for tests/gendeg/test_patch_gan.py); the
+# backend at -O0 halves it (75 s -> 41 s of compiles for tests/tasks/gendeg/test_patch_gan.py); the
 # numerics are XLA's own either way (fusion and layout passes still run).
 if "--xla_backend_optimization_level" not in os.environ["XLA_FLAGS"]:
   os.environ["XLA_FLAGS"] += " --xla_backend_optimization_level=0"

@@ -27,7 +27,7 @@ _RESNET = {"norm1": "in_layers.0", "conv1": "in_layers.2", "time_emb_proj": "emb
 def torch_unet(in_channels=8, seed=0, config=UNET):
   import torch
   from diffusers import UNet2DConditionModel
-  from tests.ldm.torch_ref import _perturb
+  from tests.models.ldm.torch_ref import _perturb
   torch.manual_seed(seed)
   return _perturb(UNet2DConditionModel(sample_size=8, in_channels=in_channels, out_channels=4, **config), seed)
 
@@ -35,7 +35,7 @@ def torch_unet(in_channels=8, seed=0, config=UNET):
 def torch_vae(seed=0):
   import torch
   from diffusers import AutoencoderKL
-  from tests.ldm.torch_ref import _perturb
+  from tests.models.ldm.torch_ref import _perturb
   torch.manual_seed(seed)
   return _perturb(AutoencoderKL(in_channels=3, out_channels=3, **VAE), seed)
 

@@ -13,7 +13,7 @@ from jaxdeg.interop import compvis
 from jaxdeg.interop.diffusers import WeightImportError
 from jaxdeg.models.ldm import DegradationContext
 from tests.interop import compvis_layout as layout
-from tests.ldm.torch_ref import nchw, nhwc
+from tests.models.ldm.torch_ref import nchw, nhwc
 
 import torch  # noqa: E402  (test dependencies, pinned in pyproject)
 from diffusers import AutoencoderKL as TorchVAE, UNet2DConditionModel  # noqa: E402

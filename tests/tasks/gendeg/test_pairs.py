@@ -7,7 +7,7 @@ from PIL import Image
 from jaxdeg.errors import ConfigError
 from jaxdeg.models.ldm import DEGRADATION_TYPES
 from jaxdeg.tasks.gendeg_data import PairMaker, type_spec
-from tests.gendeg.conftest import vae_config
+from tests.tasks.gendeg.conftest import vae_config
 from tests.utils import load_config
 
 

@@ -7,7 +7,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from jaxdeg.models.cdd import ConvBlock
 from jaxdeg.models.cdd import moco
-from tests.models.helpers import random_variables
+from tests.models.restore.helpers import random_variables
 
 
 def test_queue_enqueue_wraps_around():

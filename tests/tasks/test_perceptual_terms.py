@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from jaxdeg.train import evaluation, trainer, writers
-from tests.perceptual.files import write_random_weights
+from tests.models.perceptual.files import write_random_weights
 from tests.utils import load_config
 
 ONE_DEVICE = dict(mesh__num_devices=1, mesh__data=-1, mesh__fsdp=1)

@@ -9,7 +9,7 @@ from jaxdeg import tasks
 from jaxdeg.errors import ConfigError
 from jaxdeg.tasks import structure
 from jaxdeg.train import runs, trainer
-from tests.gendeg.conftest import ONE_DEVICE, first_last, last_eval, shared_run
+from tests.tasks.gendeg.conftest import ONE_DEVICE, first_last, last_eval, shared_run
 from tests.utils import load_config, max_abs_diff
 
 

@@ -8,7 +8,7 @@ import pytest
 from jaxdeg.diffusion import guidance
 from jaxdeg.interop import diffusers as imp
 from jaxdeg.models.ldm.unet import UNet
-from tests.ldm.torch_ref import nchw, nhwc, torch_unet
+from tests.models.ldm.torch_ref import nchw, nhwc, torch_unet
 
 import torch  # noqa: E402  (test dependency, pinned in pyproject)
 import diffusers  # noqa: E402,F401

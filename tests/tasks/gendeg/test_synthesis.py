@@ -12,8 +12,8 @@ from jaxdeg.data import records
 from jaxdeg.errors import ConfigError
 from jaxdeg.synth import run as synth_run
 from jaxdeg.synth import synthesize, trained
-from tests.gendeg.conftest import shared_run
-from tests.gendeg.test_structure import structure_config
+from tests.tasks.gendeg.conftest import shared_run
+from tests.tasks.gendeg.test_structure import structure_config
 from tests.utils import load_config
 
 TYPES = ("haze", "low_light")  # the tiny LDM's types

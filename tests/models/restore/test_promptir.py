@@ -6,7 +6,7 @@ import pytest
 
 from jaxdeg.errors import UserError
 from jaxdeg.models.restore import PromptGenBlock, PromptIR
-from tests.models.helpers import count_params, random_variables
+from tests.models.restore.helpers import count_params, random_variables
 
 TINY = dict(dim=8, num_blocks=(1, 1, 1, 1), num_refinement_blocks=1, heads=(1, 2, 2, 4),
             prompt_dims=(8, 8, 16), prompt_sizes=(8, 4, 2))

@@ -18,14 +18,14 @@ from jaxdeg.synth import trained
 from jaxdeg.tasks import ldm
 from jaxdeg.text import encode
 from jaxdeg.train import partitioning
-from tests.gendeg.conftest import ONE_DEVICE
+from tests.tasks.gendeg.conftest import ONE_DEVICE
 from tests.text import helpers
 from tests.utils import load_config
 
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
-  from tests.ldm.torch_ref import torch_vae
+  from tests.models.ldm.torch_ref import torch_vae
   folder = tmp_path_factory.mktemp("clip_pipeline")
   torch_vae().save_pretrained(str(folder / "vae"))
   helpers.torch_clip(seed=4, **helpers.TINY_CLIP).save_pretrained(str(folder / "text_encoder"))

@@ -11,7 +11,7 @@ from jaxdeg import tasks
 from jaxdeg.errors import ConfigError
 from jaxdeg.models.ldm import patch_gan
 from jaxdeg.train import partitioning
-from tests.gendeg.conftest import vae_config
+from tests.tasks.gendeg.conftest import vae_config
 from tests.utils import max_abs_diff
 
 

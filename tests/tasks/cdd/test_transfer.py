@@ -11,7 +11,7 @@ from PIL import Image
 from jaxdeg import cli, transfer
 from jaxdeg.data import samples
 from jaxdeg.train import checkpoint as ckpt
-from tests.cdd_task.shared_run import tiny_run
+from tests.tasks.cdd.shared_run import tiny_run
 from tests.utils import bomb_png
 from tests.utils import load_config
 

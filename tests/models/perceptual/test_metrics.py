@@ -9,7 +9,7 @@ import torch
 
 from benchmarks.peers import torch_perceptual as ref
 from jaxdeg.models import perceptual
-from tests.perceptual.files import write_random_weights
+from tests.models.perceptual.files import write_random_weights
 
 TOLERANCE = 1e-5  # fp32; measured differences are below 1e-7
 

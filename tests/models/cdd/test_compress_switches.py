@@ -8,7 +8,7 @@ pytest.importorskip("torch")
 
 from jaxdeg.interop import cdd_torch  # noqa: E402
 from jaxdeg.models.cdd import DegradationModel  # noqa: E402
-from tests.cdd_task.official_checkpoint import tiny_parts  # noqa: E402
+from tests.tasks.cdd.official_checkpoint import tiny_parts  # noqa: E402
 
 
 def test_each_switch_changes_only_its_own_rate_term():

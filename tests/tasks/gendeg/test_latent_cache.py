@@ -8,7 +8,7 @@ from jaxdeg import main as jaxdeg_main
 from jaxdeg.errors import ConfigError
 from jaxdeg.tasks import _ldm_latent_cache as cache
 from jaxdeg.train import trainer
-from tests.gendeg.conftest import ldm_config
+from tests.tasks.gendeg.conftest import ldm_config
 from tests.utils import max_abs_diff
 
 

@@ -7,7 +7,7 @@ import pytest
 from jaxdeg.errors import UserError
 from jaxdeg.models.restore import NAFBlock, NAFNet
 from jaxdeg.models.restore.ops import pixel_shuffle, pixel_unshuffle
-from tests.models.helpers import count_params, random_variables
+from tests.models.restore.helpers import count_params, random_variables
 
 TINY = dict(width=8, enc_blocks=(1, 1), middle_blocks=1, dec_blocks=(1, 1))
 apply_tiny = jax.jit(NAFNet(**TINY).apply)  # one compile cache for the module
@@ -97,7 +97,7 @@ def test_pixel_shuffle_matches_torch_channel_order():
 def test_matches_pytorch_reference():
   import torch
   from benchmarks.peers.torch_nafnet import NAFNet as TorchNAFNet
-  from tests.models.torch_convert import nafnet_params
+  from tests.models.restore.torch_convert import nafnet_params
 
   torch.manual_seed(0)
   ref = TorchNAFNet(3, 8, 1, (1, 1), (1, 1)).eval()

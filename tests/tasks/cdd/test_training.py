@@ -10,7 +10,7 @@ import pytest
 
 from jaxdeg.tasks import cdd
 from jaxdeg.train import runs, trainer
-from tests.cdd_task.shared_run import ONE_DEVICE, TINY, tiny_run
+from tests.tasks.cdd.shared_run import ONE_DEVICE, TINY, tiny_run
 from tests.utils import load_config, max_abs_diff
 
 ABLATIONS = {"compress_global": ("global_compressor",),

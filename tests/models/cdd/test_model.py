@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdeg.models.cdd import DegradationModel
-from tests.models.helpers import random_variables
+from tests.models.restore.helpers import random_variables
 
 TINY = dict(global_dim=16, encoder_dim=16, local_latent=8, generator_width=4, generator_blocks=(1, 1, 1, 1, 1))
 

@@ -181,7 +181,7 @@ def test_ldm_task_starts_from_a_single_file(tmp_path):
   import jax
   from safetensors.torch import save_file
   from jaxdeg.tasks.ldm import LdmTask
-  from tests.gendeg.conftest import ONE_DEVICE
+  from tests.tasks.gendeg.conftest import ONE_DEVICE
   from tests.utils import load_config
   torch.manual_seed(0)
   unet = UNet2DConditionModel(sample_size=16, in_channels=4, out_channels=4, block_out_channels=(32,), layers_per_block=1,

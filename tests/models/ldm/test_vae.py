@@ -7,7 +7,7 @@ import pytest
 
 from jaxdeg.interop import diffusers as imp
 from jaxdeg.models.ldm.vae import AutoencoderKL, kl_divergence, sample_posterior
-from tests.ldm.torch_ref import nchw, nhwc, torch_vae
+from tests.models.ldm.torch_ref import nchw, nhwc, torch_vae
 
 import torch  # noqa: E402  (test dependency, pinned in pyproject)
 import diffusers  # noqa: E402,F401

@@ -7,7 +7,7 @@ import pytest
 
 from jaxdeg.models.cdd import Generator
 from jaxdeg.models.cdd.ops import resize_bilinear_align_corners
-from tests.models.helpers import random_variables
+from tests.models.restore.helpers import random_variables
 
 TINY = dict(width=4, blocks=(1, 1, 1, 1, 1))
 

@@ -5,7 +5,7 @@ import pytest
 
 from jaxdeg import tasks
 from jaxdeg.errors import ConfigError
-from tests.gendeg.conftest import first_last, last_eval, vae_config
+from tests.tasks.gendeg.conftest import first_last, last_eval, vae_config
 
 
 def test_tiny_vae_training_lowers_reconstruction_loss(vae_run):

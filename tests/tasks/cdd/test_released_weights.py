@@ -19,9 +19,9 @@ from jaxdeg.errors import ConfigError, UserError  # noqa: E402
 from jaxdeg.interop import cdd_torch  # noqa: E402
 from jaxdeg.tasks import cdd  # noqa: E402
 from jaxdeg.train import trainer  # noqa: E402
-from tests.cdd_task.official_checkpoint import save, tiny_parts  # noqa: E402
-from tests.cdd_task.test_transfer import CONTENT, REFERENCE, photo  # noqa: E402
-from tests.cdd_task.test_transfer import save as save_png  # noqa: E402
+from tests.tasks.cdd.official_checkpoint import save, tiny_parts  # noqa: E402
+from tests.tasks.cdd.test_transfer import CONTENT, REFERENCE, photo  # noqa: E402
+from tests.tasks.cdd.test_transfer import save as save_png  # noqa: E402
 from tests.utils import load_config, max_abs_diff  # noqa: E402
 
 

@@ -9,7 +9,7 @@ from jaxdeg.models import layers
 from jaxdeg.models.restore import NAFNet
 from jaxdeg.models.restore.ops import pixel_shuffle
 from jaxdeg.models.restore.tiling import tiled_apply
-from tests.models.helpers import random_variables
+from tests.models.restore.helpers import random_variables
 
 
 class ConvUNet(nn.Module):

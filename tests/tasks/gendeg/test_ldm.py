@@ -13,7 +13,7 @@ from jaxdeg.degrade import intensity
 from jaxdeg.errors import ConfigError
 from jaxdeg.tasks import ldm
 from jaxdeg.train import partitioning, runs, trainer
-from tests.gendeg.conftest import SHARDED, first_last, last_eval, ldm_config
+from tests.tasks.gendeg.conftest import SHARDED, first_last, last_eval, ldm_config
 from tests.utils import max_abs_diff
 
 
@@ -111,7 +111,7 @@ def test_sampler_returns_finite_images_deterministic_per_key(vae_run, ldm_run):
 
 
 def test_vae_from_a_diffusers_folder(tmp_path, vae_run):
-  from tests.ldm.torch_ref import torch_vae
+  from tests.models.ldm.torch_ref import torch_vae
   torch_vae().save_pretrained(str(tmp_path / "vae"))
   config = ldm_config(vae_run[0], vae__workdir=None, vae__diffusers_path=str(tmp_path))
   task = tasks.get(config)
