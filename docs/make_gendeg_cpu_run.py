@@ -28,7 +28,8 @@ from jaxdeg.data import images as image_io  # noqa: E402
 from jaxdeg.data import samples  # noqa: E402
 from jaxdeg.degrade import intensity  # noqa: E402
 from jaxdeg.synth import procedural  # noqa: E402
-from jaxdeg.train import runs, trainer  # noqa: E402
+from jaxdeg.tasks import runs
+from jaxdeg.train import trainer  # noqa: E402
 from tests.utils import load_config  # noqa: E402
 
 # The CPU sizes: 64² crops, f = 8 (8² latents), a two-level UNet with cross-attention at the lower

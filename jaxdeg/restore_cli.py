@@ -32,7 +32,7 @@ def _inputs(path):
 def restorer(workdir, step=None, tile=TILING["tile"], overlap=TILING["tile_overlap"]):
   """image (H, W, 3) float in [0, 1] -> restored image, from the run in `workdir`."""
   from jaxdeg.models.restore.tiling import tiled_apply
-  from jaxdeg.train import runs
+  from jaxdeg.tasks import runs
   config, task, state, step = runs.load_run(workdir, step)
   if not hasattr(task, "model") or config.task != "restore":
     raise UserError(f"{workdir}: a `{config.task}` run, not a restorer (task `restore`)")

@@ -227,7 +227,7 @@ def load(path, step=None, compress_global=True, compress_local=True) -> Transfer
 
 def load_run(workdir, step=None) -> Transfer:
   from jaxdeg.train import checkpoint as ckpt
-  from jaxdeg.train import runs
+  from jaxdeg.tasks import runs
   if os.path.isfile(workdir):
     raise UserError(f"--workdir {workdir}: a file, not a jaxdeg run folder (an official checkpoint? give it "
                     "with --weights)")

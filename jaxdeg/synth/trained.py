@@ -9,7 +9,7 @@ import numpy as np
 from jaxdeg.degrade import intensity
 from jaxdeg.errors import ConfigError
 from jaxdeg.models.ldm.conditioning import gendeg_prompt
-from jaxdeg.train import runs
+from jaxdeg.tasks import runs
 
 
 def ldm_generator(s):

@@ -123,7 +123,7 @@ def saved_config(workdir, field, task):
 
 def load_state(workdir):
   """The latest train state of a run, as host numpy arrays."""
-  from jaxdeg.train import runs
+  from jaxdeg.tasks import runs
   _, _, state, step = runs.load_run(workdir)
   logging.info("read frozen weights from %s (step %d)", workdir, step)
   return jax.device_get(state)

@@ -14,7 +14,8 @@ from jaxdeg.data import samples
 from jaxdeg.errors import ConfigError
 from jaxdeg.metrics.image_quality import psnr, ssim
 from jaxdeg.tasks.restore import RestoreTask
-from jaxdeg.train import runs, trainer
+from jaxdeg.tasks import runs
+from jaxdeg.train import trainer
 from tests.utils import load_config
 
 TINY = "configs/restore_procedural.py:tiny"

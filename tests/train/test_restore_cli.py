@@ -8,7 +8,8 @@ from PIL import Image
 
 from jaxdeg import cli
 from jaxdeg.restore_cli import restorer
-from jaxdeg.train import runs, trainer
+from jaxdeg.tasks import runs
+from jaxdeg.train import trainer
 from tests.utils import bomb_png, load_config
 
 

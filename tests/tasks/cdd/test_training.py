@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from jaxdeg.tasks import cdd
-from jaxdeg.train import runs, trainer
+from jaxdeg.tasks import runs
+from jaxdeg.train import trainer
 from tests.tasks.cdd.shared_run import ONE_DEVICE, TINY, tiny_run
 from tests.utils import load_config, max_abs_diff
 

@@ -12,7 +12,8 @@ from jaxdeg.data import samples
 from jaxdeg.degrade import intensity
 from jaxdeg.errors import ConfigError
 from jaxdeg.tasks import ldm
-from jaxdeg.train import partitioning, runs, trainer
+from jaxdeg.tasks import runs
+from jaxdeg.train import partitioning, trainer
 from tests.tasks.gendeg.conftest import SHARDED, first_last, last_eval, ldm_config
 from tests.utils import max_abs_diff
 

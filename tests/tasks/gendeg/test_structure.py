@@ -8,7 +8,8 @@ import pytest
 from jaxdeg import tasks
 from jaxdeg.errors import ConfigError
 from jaxdeg.tasks import structure
-from jaxdeg.train import runs, trainer
+from jaxdeg.tasks import runs
+from jaxdeg.train import trainer
 from tests.tasks.gendeg.conftest import ONE_DEVICE, first_last, last_eval, shared_run
 from tests.utils import load_config, max_abs_diff
 
