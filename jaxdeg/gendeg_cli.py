@@ -33,13 +33,17 @@ def official_bin(value, top):
   return min(int(np.digitize(value, np.linspace(0.0, top, BINS + 1), right=False)) - 1, BINS - 1)
 
 
-def draw_mu_sigma(root, type_name, rng):
-  """(μ, σ, dataset) as run_single.py's get_mu_sigma draws them from GenDeg's data/ folder: a dataset
-  by GenDeg's weights, μ from its μ histogram, σ from the σ row of that μ bin, each uniform in its bin
-  (the synthesis plan's reader and sampler)."""
-  from jaxdeg.synth import official_histograms, plan
+def load_histograms(root):
+  """GenDeg's data/ folder, read by the synthesis plan's reader."""
+  from jaxdeg.synth import official_histograms
+  return official_histograms.load_official(root, field="--histograms")
+
+
+def draw_mu_sigma(hist, type_name, rng):
+  """(μ, σ, dataset) as run_single.py's get_mu_sigma draws them: a dataset by GenDeg's weights, μ from
+  its μ histogram, σ from the σ row of that μ bin, each uniform in its bin (the plan's sampler)."""
+  from jaxdeg.synth import plan
   from jaxdeg.synth import run as synth_run
-  hist = official_histograms.load_official(root, field="--histograms")
   names, p = plan.source_table(hist, type_name, synth_run.OFFICIAL_SOURCE_WEIGHTS)
   source = names[int(rng.choice(len(names), p=p))]
   mu, sigma = hist.sample(source, rng)
@@ -235,7 +239,7 @@ def run(args):
   _check(args)
   rng = np.random.default_rng(args.seed)
   if args.mu is None:
-    mu, sigma, dataset = draw_mu_sigma(args.histograms, args.type, rng)
+    mu, sigma, dataset = draw_mu_sigma(load_histograms(args.histograms), args.type, rng)
     print(f"μ {mu:.4f}, σ {sigma:.4f} drawn from {dataset}'s histograms")
   else:
     mu, sigma = args.mu, args.sigma

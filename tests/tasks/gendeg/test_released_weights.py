@@ -214,15 +214,18 @@ def test_mu_sigma_from_gendeg_histogram_files(tmp_path):
     joint[mu_bin, 7] = 5
     write_official(tmp_path / "data", "haze", dataset, joint.sum(1), joint)
   rng = np.random.default_rng(0)
-  draws = [gendeg_cli.draw_mu_sigma(str(tmp_path / "data"), "haze", rng) for _ in range(400)]
+  hist = gendeg_cli.load_histograms(str(tmp_path / "data"))
+  draws = [gendeg_cli.draw_mu_sigma(hist, "haze", rng) for _ in range(400)]
+  mu_width = (intensity.MU_RANGE[1] - intensity.MU_RANGE[0]) / n
+  sigma_width = (intensity.SIGMA_RANGE[1] - intensity.SIGMA_RANGE[0]) / n
   for mu, sigma, dataset in draws:
-    lo, hi = intensity.bin_bounds(np.array(20 if dataset == "RESIDE" else 80), intensity.MU_RANGE)
-    s_lo, s_hi = intensity.bin_bounds(np.array(7), intensity.SIGMA_RANGE)
-    assert lo <= mu <= hi and s_lo <= sigma <= s_hi
+    mu_bin = 20 if dataset == "RESIDE" else 80
+    assert mu_bin * mu_width <= mu - intensity.MU_RANGE[0] <= (mu_bin + 1) * mu_width
+    assert 7 * sigma_width <= sigma - intensity.SIGMA_RANGE[0] <= 8 * sigma_width
   dense = sum(d == "DenseHaze" for _, _, d in draws) / len(draws)
   assert 0.01 < dense < 0.12, dense  # expected 0.05 / 1.05
   with pytest.raises(ConfigError, match="no intensity histograms for type 'rain'"):
-    gendeg_cli.draw_mu_sigma(str(tmp_path / "data"), "rain", rng)
+    gendeg_cli.draw_mu_sigma(hist, "rain", rng)
   # GenDeg's bins: 128 on [0, 0.7], the top one for values at or above the range
   assert [gendeg_cli.official_bin(v, 0.7) for v in (0.0, 0.3, 0.6999, 0.7, 0.9)] == [0, 54, 127, 127, 127]
 
