@@ -181,6 +181,10 @@ BAD_COMMAND_LINES = {
     "steps abc": (["--config.train.steps=abc"], "flag --config.train.steps=abc: invalid literal for int()"),
     "steps -5": (["--config.train.steps=-5"], "config.train.steps=-5: must be an integer >= 1"),
     "locked workdir": (["--lock"], "is in use by process"),
+    # init_from defaults to None: the override must parse and reach the trainer
+    "override of a None field": (["--config.train.steps=3", "--config.init_from=/nonexistent/run"],
+                                 "config.init_from=/nonexistent/run: no checkpoint found there"),
+    "mesh that does not fit": (["--config.mesh.fsdp=3"], "jaxdeg: error: config.mesh="),
 }
 
 

@@ -130,25 +130,6 @@ def test_unwritable_workdir_is_a_clear_error(tmp_path):
       trainer.ensure_workdir(str(locked / "w"))
 
 
-def _main(*args):
-  return subprocess.run([sys.executable, "-m", "jaxdeg.main", *args], cwd=ROOT, capture_output=True,
-                        text=True, timeout=300)
-
-
-def test_command_line_errors_are_one_line_and_overrides_reach_none_fields(tmp_path):
-  # init_from defaults to None: the override must parse and reach the trainer
-  proc = _main(f"--config={TINY}", f"--workdir={tmp_path}", "--config.train.steps=3",
-               "--config.init_from=/nonexistent/run")
-  assert proc.returncode == 2
-  assert "Traceback" not in proc.stderr
-  errors = [l for l in proc.stderr.splitlines() if l.startswith("jaxdeg: error:")]
-  assert errors == ["jaxdeg: error: config.init_from=/nonexistent/run: no checkpoint found there"]
-
-  proc = _main(f"--config={TINY}", f"--workdir={tmp_path}", "--config.mesh.fsdp=3")
-  assert proc.returncode == 2 and "Traceback" not in proc.stderr
-  assert any(l.startswith("jaxdeg: error: config.mesh=") for l in proc.stderr.splitlines())
-
-
 def test_compile_mode_reports_memory_and_flops_without_training(tmp_path):
   from jaxdeg import main
   report = main.run(load_config(TINY, mesh__data=4, mesh__fsdp=2), str(tmp_path), mode="compile")
