@@ -12,7 +12,6 @@ of convolutions are several times slower than their forward passes (see jaxdeg.m
 ConvTranspose for the worst case, worked around).
 """
 import os
-import time
 
 import flax.linen as nn
 import jax
@@ -20,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from benchmarks import timing
 from jaxdeg.models.cdd import DegradationModel
 
 SIZE, BATCH = 128, 8
@@ -104,36 +104,22 @@ def _torch_step():
   return step, count, f"PyTorch {torch.__version__} eager ({torch.get_num_threads()} threads)"
 
 
-def _time(fn):
-  t = time.perf_counter()
-  fn()
-  return time.perf_counter() - t
-
-
 def run(quick: bool):
-  rounds, reps = (2, 1) if quick else (3, 2)
+  reps = 3 if quick else 6
   ours, ours_params = _jax_step()
-  compile_s = _time(ours)  # the first call compiles
+  compile_s = timing.seconds(ours)  # the first call compiles
   try:
     peer, peer_params, peer_name = _torch_step()
+    peer()  # warm caches
   except ImportError:
     peer, peer_params, peer_name = None, None, "PyTorch (not installed)"
-  if peer is None:
-    s_ours, s_peer = min(_time(ours) for _ in range(rounds * reps)), None
-  else:
-    peer()  # warm caches
-    t_ours, t_peer = [], []
-    for _ in range(rounds):
-      for fn, out in ((ours, t_ours), (peer, t_peer)):
-        out.extend(_time(fn) for _ in range(reps))
-    s_ours, s_peer = min(t_ours), min(t_peer)
+  t_ours, t_peer = timing.interleaved(ours, peer, reps)
   same = "" if peer_params is None else f", PyTorch {peer_params / 1e6:.2f} M"
   return [{
       "figure": f"universal degradation model train step (generator + encoders + compressors, Adam), "
                 f"{SIZE}², batch {BATCH}, CPU",
-      "ours": BATCH / s_ours, "peer": None if s_peer is None else BATCH / s_peer,
-      "peer_name": peer_name, "unit": "images/s", "higher_is_better": True,
+      **timing.figures(BATCH, t_ours, t_peer), "peer_name": peer_name, "unit": "images/s", "higher_is_better": True,
       "notes": (f"paper sizes, {ours_params / 1e6:.2f} M parameters{same}; L1 + rates + aux loss, training "
                 f"noise in the compressors, BatchNorm in training mode; jaxdeg jitted (compile {compile_s:.0f} s, "
-                f"excluded), fastest of {rounds * reps} interleaved steps each"),
+                f"excluded), {reps} interleaved steps each"),
   }]

@@ -10,12 +10,12 @@ sample that in a benchmark's time, so the CPU figure uses an SD-1.x layout at re
 released sizes (SD-1.5 UNet and VAE, 512², 100 steps, bfloat16 for jaxdeg) where an accelerator is.
 """
 import os
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks import timing
 from jaxdeg.gendeg_cli import GenDeg
 from jaxdeg.interop import compvis
 from jaxdeg.interop import diffusers as imp
@@ -73,12 +73,6 @@ def _inputs(s):
               noise=f32(rng.normal(size=(b, lat, lat, 4))), step_noise=f32(rng.normal(size=(s["steps"], b, lat, lat, 4))))
 
 
-def _timed(fn):
-  t = time.perf_counter()
-  fn()
-  return time.perf_counter() - t
-
-
 def run(quick: bool):
   import torch
   from benchmarks.peers import torch_gendeg
@@ -95,27 +89,23 @@ def run(quick: bool):
   def peer():
     torch_gendeg.sample(unet, vae, projections, **d, text_scale=TEXT_SCALE, image_scale=IMAGE_SCALE)
 
-  compile_s = _timed(ours)
+  compile_s = timing.seconds(ours)
   # same weights, same noises: the two sides compute the same images (float32 runs)
   diff = None if full else float(np.abs(np.asarray(model(**d)) - torch_gendeg.sample(
       unet, vae, projections, **d, text_scale=TEXT_SCALE, image_scale=IMAGE_SCALE)).max())
   reps = 2 if quick else 3
-  t_ours, t_peer = [], []
-  for _ in range(reps):
-    t_ours.append(_timed(ours))
-    t_peer.append(_timed(peer))
+  t_ours, t_peer = timing.interleaved(ours, peer, reps)
   params = sum(p.numel() for p in unet.parameters())
   platform = jax.devices()[0].platform
-  spread = lambda t: f"{min(t):.1f}–{max(t):.1f} s"
   return [{
       "figure": (f"GenDeg released pipeline, sampling {s['steps']} Euler-ancestral steps with dual guidance, "
                  f"{s['size']}², batch {s['batch']}, {platform.upper()}"),
-      "ours": s["batch"] / float(np.median(t_ours)), "peer": s["batch"] / float(np.median(t_peer)),
+      **timing.figures(s["batch"], t_ours, t_peer),
       "peer_name": f"run_single.py's k-diffusion loop, diffusers models, PyTorch {torch.__version__} eager "
                    f"({torch.get_num_threads()} threads)",
       "unit": "images/s", "higher_is_better": True,
       "notes": (f"UNet {params / 1e6:.1f} M params ({'SD-1.5' if full else 'SD-1.x layout, reduced width'}), VAE encode "
                 f"+ decode included; same weights and noises{'' if diff is None else f', max abs difference {diff:.1e}'}; "
-                f"median of {reps} interleaved runs (jaxdeg {spread(t_ours)}, peer {spread(t_peer)}); "
+                f"{reps} interleaved runs; "
                 f"jaxdeg compile {compile_s:.0f} s excluded"),
   }]

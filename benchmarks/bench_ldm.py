@@ -11,13 +11,13 @@ the two highest resolutions, 8 heads, context 77 × 128), latents 16² (128² im
 interleaved and the fastest repetition of each side is reported; compilation is excluded and noted.
 """
 import os
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
+from benchmarks import timing
 from jaxdeg.diffusion import euler_ancestral, guidance, make_schedule
 from jaxdeg.interop import diffusers as imp
 from jaxdeg.models.ldm.unet import UNet
@@ -126,12 +126,6 @@ def _peer(tu, d):
   return train_step, sample_step, f"diffusers + PyTorch {torch.__version__} eager ({torch.get_num_threads()} threads)"
 
 
-def _timed(fn):
-  t = time.perf_counter()
-  fn()
-  return time.perf_counter() - t
-
-
 def run(quick: bool):
   reps = 2 if quick else 4
   d = _inputs()
@@ -142,19 +136,16 @@ def run(quick: bool):
   rows = []
   for what, ours, peer in (("UNet train step (ε-MSE, AdamW), 8-channel input", ours_train, peer_train),
                            (f"sampling, {STEPS} Euler-ancestral steps, dual guidance", ours_sample, peer_sample)):
-    compile_s = _timed(ours)
-    peer()
-    t_ours, t_peer = [], []
-    for _ in range(reps):
-      t_ours.append(_timed(ours))
-      t_peer.append(_timed(peer))
+    compile_s = timing.seconds(ours)
+    peer()  # warm caches
+    t_ours, t_peer = timing.interleaved(ours, peer, reps)
     params = sum(p.numel() for p in tu.parameters())
     rows.append({
         "figure": f"GenDeg {what}, latents {LATENT}² (128² images), batch {BATCH}, {platform.upper()}",
-        "ours": BATCH / min(t_ours), "peer": BATCH / min(t_peer), "peer_name": peer_name, "unit": "images/s",
+        **timing.figures(BATCH, t_ours, t_peer), "peer_name": peer_name, "unit": "images/s",
         "higher_is_better": True,
         "notes": (f"SD-1.x layout at channels {UNET['block_out_channels']} ({params / 1e6:.1f} M params), same "
-                  f"weights via jaxdeg.interop.diffusers; jaxdeg compile {compile_s:.0f} s excluded; fastest of "
+                  f"weights via jaxdeg.interop.diffusers; jaxdeg compile {compile_s:.0f} s excluded; "
                   f"{reps} interleaved runs each; targets (≥ 2× sampling, ≥ 1.2× training) are for GPU"),
     })
   return rows

@@ -8,7 +8,6 @@ machine the minimum is the least disturbed estimate, and interleaving exposes bo
 same load. Compilation is excluded (reported in the notes).
 """
 import os
-import time
 
 import flax.linen as nn
 import jax
@@ -16,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from benchmarks import timing
 from jaxdeg.models.restore import NAFNet
 
 CFG = dict(width=16, enc_blocks=(2, 2, 4, 8), middle_blocks=12, dec_blocks=(2, 2, 2, 2))
@@ -84,20 +84,8 @@ def _torch_steps():
   return train_step, infer_step, f"PyTorch {torch.__version__} eager ({torch.get_num_threads()} threads)"
 
 
-def _best_seconds(ours, peer, rounds, reps):
-  ours(), peer()  # warm caches
-  t_ours, t_peer = [], []
-  for _ in range(rounds):
-    for fn, out in ((ours, t_ours), (peer, t_peer)):
-      for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t)
-  return min(t_ours), min(t_peer)
-
-
 def run(quick: bool):
-  rounds, reps = (2, 2) if quick else (5, 3)
+  reps = 4 if quick else 15
   j_train, j_infer = _jax_steps()
   try:
     t_train, t_infer, peer_name = _torch_steps()
@@ -106,22 +94,14 @@ def run(quick: bool):
     peer_name = "PyTorch (not installed)"
   rows = []
   for what, ours, peer in (("train step (Adam, L1)", j_train, t_train), ("inference", j_infer, t_infer)):
-    compile_s = _time(ours)  # first call compiles
-    if peer is None:
-      s_ours, s_peer = min(_time(ours) for _ in range(rounds * reps)), None
-    else:
-      s_ours, s_peer = _best_seconds(ours, peer, rounds, reps)
+    compile_s = timing.seconds(ours)  # first call compiles
+    if peer is not None:
+      peer()  # warm caches
+    t_ours, t_peer = timing.interleaved(ours, peer, reps)
     rows.append({
         "figure": f"NAFNet-16 {what}, {SIZE}², batch {BATCH}, CPU",
-        "ours": BATCH / s_ours, "peer": None if s_peer is None else BATCH / s_peer,
-        "peer_name": peer_name, "unit": "images/s", "higher_is_better": True,
+        **timing.figures(BATCH, t_ours, t_peer), "peer_name": peer_name, "unit": "images/s", "higher_is_better": True,
         "notes": (f"same architecture and sizes (7.3 M params); jaxdeg jitted (compile {compile_s:.0f} s, "
-                  f"excluded), fastest of {rounds * reps} interleaved steps each"),
+                  f"excluded), {reps} interleaved steps each"),
     })
   return rows
-
-
-def _time(fn):
-  t = time.perf_counter()
-  fn()
-  return time.perf_counter() - t
