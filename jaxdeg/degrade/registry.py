@@ -54,6 +54,19 @@ def apply(key, images, name: str, intensity, *, other_fields=0, **overrides):
     return _apply(key, images, name, intensity, overrides)
 
 
+# On CPU a batch is degraded a few images at a time (a loop over vmapped chunks): the
+# intermediates of a whole batch (FFT planes, random fields: hundreds of MB at 32 × 256²) fall out
+# of cache and are freshly paged in on every call; chunks of ~2 × 256² pixels run 1.3–2.3× faster
+# per image. Accelerators keep the single vmap.
+CPU_CHUNK_PIXELS = 2 * 256 * 256
+
+
+def _cpu_chunk(hw):
+  if jax.default_backend() != "cpu":
+    return 1 << 62
+  return max(1, CPU_CHUNK_PIXELS // (hw[0] * hw[1]))
+
+
 def _apply(key, images, name, intensity, overrides):
   fn = get(name)
   images = jnp.asarray(images)
@@ -68,7 +81,12 @@ def _apply(key, images, name, intensity, overrides):
   flat = images.reshape((n,) + images.shape[-3:])
   inten = jnp.broadcast_to(jnp.asarray(intensity, jnp.float32), batch_shape).reshape(n)
   keys = jax.random.split(key, n)
-  out, params = jax.vmap(lambda k, im, i: fn(k, im, i, **overrides))(keys, flat, inten)
+  one = lambda k, im, i: fn(k, im, i, **overrides)
+  chunk = _cpu_chunk(images.shape[-3:-1])
+  if chunk < n:
+    out, params = jax.lax.map(lambda a: one(*a), (keys, flat, inten), batch_size=chunk)
+  else:
+    out, params = jax.vmap(one)(keys, flat, inten)
   out = out.reshape(batch_shape + out.shape[1:])
   params = jax.tree.map(lambda p: p.reshape(batch_shape + p.shape[1:]), params)
   return out, params
