@@ -9,7 +9,7 @@ import math
 import jax.numpy as jnp
 
 from jaxdeg.degrade._ops import Knobs, Stream, finish
-from jaxdeg.degrade.rain import layered_particles, rotated_frequencies
+from jaxdeg.degrade.rain import layered_particles, rotated_frequencies, sinc_along
 from jaxdeg.degrade.registry import register
 
 # far → near: blob sigma (px at 256²), trail length (px), brightness, share of the flakes
@@ -23,7 +23,7 @@ def flake_spectrum(shape, sigma, trail, angle):
   along, across = rotated_frequencies(shape, angle)
   area = 2 * math.pi * sigma ** 2 + math.sqrt(2 * math.pi) * sigma * trail
   return (area * jnp.exp(-2 * math.pi ** 2 * sigma ** 2 * (jnp.square(along) + jnp.square(across))) *
-          jnp.sinc(trail * along))
+          sinc_along(shape, trail, angle))
 
 
 @register("snow")
