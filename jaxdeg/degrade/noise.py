@@ -10,7 +10,11 @@ from jaxdeg.degrade._ops import Knobs, finish, random_normal
 from jaxdeg.degrade.registry import register
 
 
-def _mix_gray(field, gray):
+def _mix_gray(field, gray, kn):
+  # Without a `gray` override (0) the mix is the field itself, exactly: skip the pass (XLA would
+  # evaluate the first channel's noise twice in it).
+  if not kn.given("gray"):
+    return field
   return gray * field[..., :1] + (1.0 - gray) * field
 
 
@@ -20,7 +24,7 @@ def gaussian_noise(key, image, intensity, **overrides):
   kn = Knobs("gaussian_noise", overrides, ("sigma", "gray"))
   sigma = kn("sigma", lambda: 0.2 * intensity)
   gray = kn("gray", 0.0)
-  noise = _mix_gray(random_normal(key, image.shape), gray)
+  noise = _mix_gray(random_normal(key, image.shape), gray, kn)
   return finish(image + sigma * noise), {"sigma": sigma, "gray": gray}
 
 
@@ -36,7 +40,7 @@ def poisson_noise(key, image, intensity, **overrides):
   scale = kn("scale", lambda: 3.0 * intensity)
   gray = kn("gray", 0.0)
   level = jnp.broadcast_to(image.mean(-1, keepdims=True), image.shape) * gray + image * (1.0 - gray)
-  noise = _mix_gray(random_normal(key, image.shape), gray)
+  noise = _mix_gray(random_normal(key, image.shape), gray, kn)
   noise = noise * jnp.sqrt(jnp.maximum(level, 0.0) / 256.0)
   return finish(image + scale * noise), {"scale": scale, "gray": gray}
 
@@ -47,7 +51,7 @@ def speckle_noise(key, image, intensity, **overrides):
   kn = Knobs("speckle_noise", overrides, ("sigma", "gray"))
   sigma = kn("sigma", lambda: 0.4 * intensity)
   gray = kn("gray", 0.0)
-  noise = _mix_gray(random_normal(key, image.shape), gray)
+  noise = _mix_gray(random_normal(key, image.shape), gray, kn)
   return finish(image * (1.0 + sigma * noise)), {"sigma": sigma, "gray": gray}
 
 
@@ -70,5 +74,5 @@ def pink_noise(key, image, intensity, **overrides):
   sigma = kn("sigma", lambda: 0.15 * intensity)
   alpha = kn("alpha", 1.0)
   gray = kn("gray", 0.0)
-  noise = _mix_gray(pink_field(key, image.shape, alpha), gray)
+  noise = _mix_gray(pink_field(key, image.shape, alpha), gray, kn)
   return finish(image + sigma * noise), {"sigma": sigma, "alpha": alpha, "gray": gray}
