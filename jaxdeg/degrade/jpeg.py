@@ -42,13 +42,19 @@ _YCC_TO_RGB = np.array([[1.0, 0.0, 1.402],
                         [1.0, 1.772, 0.0]], np.float32)
 
 
+def _mix3(x, m):
+  """x @ m.T over the last axis of 3, as weighted sums: XLA:CPU runs a (pixels × 3) @ (3 × 3) dot
+  ~10× slower than the elementwise form (it was two thirds of the round trip)."""
+  return jnp.stack([x[..., 0] * m[c, 0] + x[..., 1] * m[c, 1] + x[..., 2] * m[c, 2] for c in range(3)], -1)
+
+
 def rgb_to_ycbcr(rgb):
   """JFIF YCbCr (BT.601 full range) of RGB in [0, 255]; chroma centred on 128."""
-  return rgb @ _RGB_TO_YCC.T + jnp.array([0.0, 128.0, 128.0], jnp.float32)
+  return _mix3(rgb, _RGB_TO_YCC) + jnp.array([0.0, 128.0, 128.0], jnp.float32)
 
 
 def ycbcr_to_rgb(ycc):
-  return (ycc - jnp.array([0.0, 128.0, 128.0], jnp.float32)) @ _YCC_TO_RGB.T
+  return _mix3(ycc - jnp.array([0.0, 128.0, 128.0], jnp.float32), _YCC_TO_RGB)
 
 
 def quality_tables(quality):
