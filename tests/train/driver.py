@@ -1,6 +1,6 @@
 """Runs the trainer in a separate process for tests that kill, signal or resume it.
 
-  python -m tests.train.driver WORKDIR STEPS [--kill-at N --wait-ckpt S] [--term-at N]
+  python -m tests.train.driver WORKDIR STEPS [--kill-at N --wait-ckpt S]
       [--log FILE] [--set field=value ...] [--coordinator HOST:PORT --num-processes N --process-id I]
 --log appends one JSON line per step: step, process index, hash of the host batch and of each example.
 """
@@ -22,7 +22,6 @@ def main():
   p.add_argument("steps", type=int)
   p.add_argument("--kill-at", type=int)
   p.add_argument("--wait-ckpt", type=int, help="before killing, wait until this checkpoint is final")
-  p.add_argument("--term-at", type=int)
   p.add_argument("--log")
   p.add_argument("--set", nargs="*", default=[])
   p.add_argument("--coordinator")
@@ -44,8 +43,6 @@ def main():
       with open(a.log, "a") as f:
         f.write(json.dumps({"step": step, "process": jax.process_index(), "batch": batch_hash(batch),
                             "examples": example_hashes(batch)}) + "\n")
-    if step == a.term_at:
-      os.kill(os.getpid(), signal.SIGTERM)
     if step == a.kill_at:
       final = os.path.join(a.workdir, "checkpoints", str(a.wait_ckpt))
       deadline = time.time() + 120
