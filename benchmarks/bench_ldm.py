@@ -138,7 +138,7 @@ def run(quick: bool):
                            (f"sampling, {STEPS} Euler-ancestral steps, dual guidance", ours_sample, peer_sample)):
     compile_s = timing.seconds(ours)
     peer()  # warm caches
-    t_ours, t_peer = timing.interleaved(ours, peer, reps)
+    t_ours, t_peer = timing.interleaved(ours, peer, reps=reps)
     params = sum(p.numel() for p in tu.parameters())
     rows.append({
         "figure": f"GenDeg {what}, latents {LATENT}² (128² images), batch {BATCH}, {platform.upper()}",

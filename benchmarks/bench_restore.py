@@ -97,7 +97,7 @@ def run(quick: bool):
     compile_s = timing.seconds(ours)  # first call compiles
     if peer is not None:
       peer()  # warm caches
-    t_ours, t_peer = timing.interleaved(ours, peer, reps)
+    t_ours, t_peer = timing.interleaved(ours, peer, reps=reps)
     rows.append({
         "figure": f"NAFNet-16 {what}, {SIZE}², batch {BATCH}, CPU",
         **timing.figures(BATCH, t_ours, t_peer), "peer_name": peer_name, "unit": "images/s", "higher_is_better": True,

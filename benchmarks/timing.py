@@ -14,14 +14,15 @@ def seconds(fn):
   return time.perf_counter() - t
 
 
-def interleaved(ours, peer, reps):
-  """Seconds per call of each side over `reps` turns; the peer's list is None when there is none."""
-  t_ours, t_peer = [], []
+def interleaved(*sides, reps):
+  """Seconds per call of each side over `reps` turns (a, b, ..., a, b, ...); None for a side that
+  is None (no peer)."""
+  times = [None if fn is None else [] for fn in sides]
   for _ in range(reps):
-    t_ours.append(seconds(ours))
-    if peer is not None:
-      t_peer.append(seconds(peer))
-  return t_ours, (t_peer if peer is not None else None)
+    for fn, out in zip(sides, times):
+      if fn is not None:
+        out.append(seconds(fn))
+  return tuple(times)
 
 
 def rates(count, times):

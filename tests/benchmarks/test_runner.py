@@ -1,5 +1,4 @@
 """The benchmark runner's bookkeeping: medians with their spread, and rows from a busy machine marked."""
-import os
 import subprocess
 import sys
 import time
@@ -20,9 +19,9 @@ def test_the_figure_is_the_median_and_the_spread_is_slowest_to_fastest():
 
 def test_turns_alternate_between_the_two_sides():
   calls = []
-  t_ours, t_peer = timing.interleaved(lambda: calls.append("ours"), lambda: calls.append("peer"), 3)
+  t_ours, t_peer = timing.interleaved(lambda: calls.append("ours"), lambda: calls.append("peer"), reps=3)
   assert calls == ["ours", "peer"] * 3 and len(t_ours) == len(t_peer) == 3
-  assert timing.interleaved(lambda: None, None, 2)[1] is None
+  assert timing.interleaved(lambda: None, None, reps=2)[1] is None
 
 
 def test_a_process_spinning_beside_the_benchmark_marks_its_rows_loaded():
