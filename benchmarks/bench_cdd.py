@@ -43,10 +43,12 @@ def _filled(shapes, rng):
   return jax.tree_util.tree_map_with_path(fill, shapes)
 
 
-def _jax_step():
-  model = DegradationModel()
+def jax_step(size=SIZE, batch=BATCH, **model_kwargs):
+  """(step(), parameter count, FLOPs per step) of jaxdeg's train step at the paper's sizes (or
+  `model_kwargs`), state donated between steps."""
+  model = DegradationModel(**model_kwargs)
   rng = np.random.default_rng(0)
-  x, y = (jnp.asarray(rng.uniform(-1, 1, (BATCH, SIZE, SIZE, 3)), jnp.float32) for _ in range(2))
+  x, y = (jnp.asarray(rng.uniform(-1, 1, (batch, size, size, 3)), jnp.float32) for _ in range(2))
   keys = {"params": jax.random.key(0), "noise": jax.random.key(1)}
   variables = _filled(nn.unbox(jax.eval_shape(lambda: model.init(keys, x, y))), rng)
   tx = optax.adam(1e-4, eps=1e-3)
@@ -67,13 +69,15 @@ def _jax_step():
     return (optax.apply_updates(params, updates), batch_stats, opt, key), loss
 
   train = jax.jit(train, donate_argnums=0)
+  cost = train.lower(state).cost_analysis()
+  flops = float((cost[0] if isinstance(cost, (list, tuple)) else cost).get("flops", 0.0))
   box = {"state": state}
 
   def step():
     box["state"], loss = train(box["state"])
     jax.block_until_ready(loss)
 
-  return step, _param_count(variables["params"])
+  return step, _param_count(variables["params"]), flops
 
 
 def _torch_step():
@@ -106,7 +110,7 @@ def _torch_step():
 
 def run(quick: bool):
   reps = 3 if quick else 6
-  ours, ours_params = _jax_step()
+  ours, ours_params, _ = jax_step()
   compile_s = timing.seconds(ours)  # the first call compiles
   try:
     peer, peer_params, peer_name = _torch_step()

@@ -1,6 +1,6 @@
 """Launch scripts: syntax and shellcheck (also of the local SLURM stand-in, fake_slurm/srun and
-scontrol), and the JobSet manifest. slurm.sbatch runs end to end under the stand-in in
-test_multiprocess.py."""
+scontrol, and of benchmarks/accelerator.sh), and the JobSet manifest. slurm.sbatch runs end to end
+under the stand-in in test_multiprocess.py."""
 import glob
 import os
 import shutil
@@ -12,7 +12,8 @@ import pytest
 from tests.utils import ROOT
 
 FAKE_SLURM = os.path.join(ROOT, "tests", "train", "fake_slurm")
-SCRIPTS = sorted(glob.glob(os.path.join(ROOT, "launch", "*.s*")) + glob.glob(os.path.join(FAKE_SLURM, "*")))
+SCRIPTS = sorted(glob.glob(os.path.join(ROOT, "launch", "*.s*")) + glob.glob(os.path.join(FAKE_SLURM, "*"))
+                 + [os.path.join(ROOT, "benchmarks", "accelerator.sh")])
 
 
 def test_there_are_launch_scripts():
