@@ -39,22 +39,12 @@ def peak_flops(device):
   return next((v for k, v in PEAKS.items() if device.device_kind.startswith(k)), None)
 
 
-def _sync_result(x):
-  return jax.block_until_ready(x)
-
-
 def _numpy_params(model, *inputs):
   """Parameters filled from numpy: jitting model.init compiles a random-number kernel per
   parameter, which is not what is measured."""
   rng = np.random.default_rng(0)
   shapes = nn.unbox(jax.eval_shape(model.init, jax.random.key(0), *inputs))["params"]
   return jax.tree.map(lambda s: jnp.asarray(rng.normal(0, 0.02, s.shape), s.dtype), shapes)
-
-
-def _flops(jitted, *args):
-  cost = jitted.lower(*args).cost_analysis()
-  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  return float(cost.get("flops", 0.0)) if cost else None
 
 
 def train_step_row(figure, model, inputs, target, reps, peer=None, peer_name=None):
@@ -70,11 +60,11 @@ def train_step_row(figure, model, inputs, target, reps, peer=None, peer_name=Non
 
   jitted = jax.jit(step, donate_argnums=0)
   box = {"state": (params, tx.init(params))}
-  flops = _flops(jitted, box["state"], inputs, target)
+  flops = timing.xla_flops(jitted, box["state"], inputs, target)
 
   def ours():
     box["state"], loss = jitted(box["state"], inputs, target)
-    _sync_result(loss)
+    jax.block_until_ready(loss)
 
   compile_s = timing.seconds(ours)
   if peer is not None:
@@ -95,7 +85,7 @@ def degradation_rows(size, batch, reps):
   for name in degrade.available():
     fn = jax.jit(lambda k, x, t, name=name: degrade.apply(k, x, name, t)[0])
     keys = iter(range(10**6))
-    call = lambda fn=fn: _sync_result(fn(jax.random.key(next(keys)), imgs, intensities))  # noqa: E731
+    call = lambda fn=fn: jax.block_until_ready(fn(jax.random.key(next(keys)), imgs, intensities))  # noqa: E731
     compile_s = timing.seconds(call)
     (t,) = timing.interleaved(call, reps=reps)
     rows.append({"figure": f"{name} pairs/s on the device, {size}², batch {batch}, per-image intensities",
@@ -149,7 +139,7 @@ def cdd_rows(size, batch, reps, small):
   (times,) = timing.interleaved(step, reps=reps)
   return [{"figure": f"universal degradation model train step (generator + encoders + compressors, Adam), "
                      f"{size}², batch {batch}", **timing.figures(batch, times, None), "unit": "images/s",
-           "higher_is_better": True, "peer_name": "—", "flops": flops / batch,
+           "higher_is_better": True, "peer_name": "—", "flops": flops / batch if flops else None,
            "notes": f"{params / 1e6:.2f} M parameters; compile {compile_s:.0f} s excluded; {reps} steps"}]
 
 
@@ -182,7 +172,7 @@ def ldm_rows(latent, batch, reps, small):
                        bench_ldm.TEXT_SCALE, bench_ldm.IMAGE_SCALE)
     return euler_ancestral(fn, target, key, make_schedule(), steps)
 
-  call = lambda: _sync_result(sample(params, jax.random.key(1)))  # noqa: E731
+  call = lambda: jax.block_until_ready(sample(params, jax.random.key(1)))  # noqa: E731
   compile_s = timing.seconds(call)
   (times,) = timing.interleaved(call, reps=reps)
   rows.append({"figure": f"GenDeg sampling, {steps} Euler-ancestral steps, dual guidance, latents {latent}², "
@@ -239,10 +229,10 @@ def main(argv=None):
             + (f" vs {runner.measured(r, 'peer')}" if r.get("peer") else ""), flush=True)
     rows.extend(new)
   print(f"total {time.monotonic() - start:.0f} s", flush=True)
-  runner.RESULTS.mkdir(exist_ok=True)
   if small:  # a smoke run's figures never reach BENCHMARKS.md
     print(json.dumps(rows, indent=1))
   else:
+    runner.RESULTS.mkdir(exist_ok=True)
     (runner.RESULTS / "accelerator.json").write_text(json.dumps(rows, indent=1))
     runner.write_markdown()
   return rows

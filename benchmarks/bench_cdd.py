@@ -69,8 +69,7 @@ def jax_step(size=SIZE, batch=BATCH, **model_kwargs):
     return (optax.apply_updates(params, updates), batch_stats, opt, key), loss
 
   train = jax.jit(train, donate_argnums=0)
-  cost = train.lower(state).cost_analysis()
-  flops = float((cost[0] if isinstance(cost, (list, tuple)) else cost).get("flops", 0.0))
+  flops = timing.xla_flops(train, state)
   box = {"state": state}
 
   def step():

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks import timing
 from benchmarks.run import machine_description
 
 DOC = pathlib.Path(__file__).resolve().parent.parent / "docs" / "scaling.md"
@@ -42,9 +43,7 @@ EPOCHS = {"vae": 10, "ldm": 50, "structure": 50, "restore": 20, "cdd": 30}  # as
 
 
 def _flops(fn, *args):
-  cost = jax.jit(fn).lower(*args).cost_analysis()
-  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  return float(cost["flops"])
+  return timing.xla_flops(jax.jit(fn), *args)
 
 
 def _abstract_params(model, *inputs):

@@ -25,6 +25,13 @@ def interleaved(*sides, reps):
   return tuple(times)
 
 
+def xla_flops(jitted, *args):
+  """XLA's FLOP count of one call of `jitted` on `args` (its cost analysis), None where unknown."""
+  cost = jitted.lower(*args).cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  return float(cost["flops"]) if cost and "flops" in cost else None
+
+
 def rates(count, times):
   """`count` items per call → (median rate, [slowest, fastest] rate)."""
   if not times:

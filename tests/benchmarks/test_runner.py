@@ -57,3 +57,10 @@ def test_the_benchmarks_own_work_and_its_child_processes_are_not_counted_as_load
   assert busy.own_cores * wall >= 0.9 * (child_cpu + own_cpu), (busy.own_cores * wall, child_cpu, own_cpu)
   assert run.conditions_text({"load_avg": 0.1}) == "load avg ≤ 0.1"
   assert run.conditions_text({}) == "load not recorded"
+
+
+def test_flops_are_xlas_count_of_the_call():
+  import jax
+  import jax.numpy as jnp
+  # (4 × 8) @ (8 × 2): 4·2 outputs, each 8 multiplies and 8 adds
+  assert timing.xla_flops(jax.jit(jnp.matmul), jnp.ones((4, 8)), jnp.ones((8, 2))) == 2 * 4 * 8 * 2
