@@ -114,3 +114,30 @@ def test_matches_pytorch_reference():
   assert jax.tree.map(lambda a: a.shape, shapes) == jax.tree.map(np.shape, v)
   np.testing.assert_allclose(apply_tiny(v, x), want, atol=1e-4)
 
+
+
+def test_parameter_gradients_match_pytorch_autograd():
+  # the CPU path's depthwise convolution has its own VJP (jaxdeg.models.layers.shifted_depthwise)
+  import torch
+  from benchmarks.peers.torch_nafnet import NAFNet as TorchNAFNet
+  from tests.models.restore.torch_convert import nafnet_params
+
+  torch.manual_seed(1)
+  ref = TorchNAFNet(3, 8, 1, (1, 1), (1, 1))
+  with torch.no_grad():  # live residual branches, so every parameter gets a gradient
+    for name, p in ref.named_parameters():
+      if name.endswith(("beta", "gamma")):
+        p.normal_(0, 0.5)
+  x, weights = np.array(rand(2, 13, 11, 3)), np.array(rand(2, 13, 11, 3, seed=1))
+  out = ref(torch.from_numpy(x.transpose(0, 3, 1, 2)))
+  (out * torch.from_numpy(weights.transpose(0, 3, 1, 2))).sum().backward()
+  want = nafnet_params({name: p.grad for name, p in ref.named_parameters()})["params"]
+  params = nafnet_params(ref.state_dict())["params"]
+  loss = lambda p: jnp.sum(NAFNet(**TINY).apply({"params": p}, x) * weights)
+  got = jax.jit(jax.grad(loss))(params)
+  assert jax.tree.structure(got) == jax.tree.structure(want)
+  for path, g in jax.tree_util.tree_leaves_with_path(got):
+    w = want
+    for key in path:
+      w = w[key.key]
+    np.testing.assert_allclose(g, w, atol=2e-4, rtol=1e-4, err_msg=jax.tree_util.keystr(path))

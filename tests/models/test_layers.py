@@ -1,0 +1,26 @@
+"""Layers with a CPU formulation of their own, against XLA's general operation."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxdeg.models import layers
+
+
+@pytest.mark.parametrize("shape,k", [((2, 9, 11, 5), 3), ((3, 2, 7, 6, 4), 5), ((7, 8, 3), 3)])
+def test_shifted_depthwise_and_its_gradients_equal_the_grouped_convolution(shape, k):
+  rng = np.random.default_rng(0)
+  x, g = (jnp.asarray(rng.normal(size=shape), jnp.float32) for _ in range(2))
+  kernel = jnp.asarray(rng.normal(size=(k, k, shape[-1])), jnp.float32)
+  images = lambda a: a.reshape((-1,) + shape[-3:])
+
+  def grouped(x, kernel):  # XLA's grouped convolution, on the images flattened to one batch axis
+    return jax.lax.conv_general_dilated(images(x), kernel[:, :, None, :], (1, 1), "SAME",
+                                        feature_group_count=shape[-1],
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC")).reshape(shape)
+
+  y, vjp = jax.vjp(layers.shifted_depthwise, x, kernel)
+  y_ref, vjp_ref = jax.vjp(grouped, x, kernel)
+  np.testing.assert_allclose(y, y_ref, atol=1e-5)
+  for got, want in zip(vjp(g), vjp_ref(g)):
+    np.testing.assert_allclose(got, want, atol=5e-5, rtol=1e-5)
