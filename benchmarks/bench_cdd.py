@@ -5,8 +5,8 @@ the weight importer is tested against), CPU, same thread count, same run.
 Paper sizes (generator 11.7 M, HDEN 1.06 M, IDEN 1.15 M, compressors; 14.5 M parameters), 128²,
 batch 8, random init. Step = embed the degraded image (BatchNorm in training mode, compressors with
 training noise) + generator + L1 + rate and auxiliary terms + backward + Adam. The critic and MoCo
-are not part of it (the figure the issue names). Timings are interleaved (ours, peer, ours, ...)
-and the fastest step of each side is reported, as in bench_restore.py.
+are not part of it. Timings are interleaved (ours, peer, ours, ...), each side's median with its
+range, as in bench_restore.py.
 On a 2-core, 24 GiB CPU machine a step takes over a minute and ~14 GB: XLA:CPU's kernel gradients
 of convolutions are several times slower than their forward passes (see jaxdeg.models.layers
 ConvTranspose for the worst case, worked around).

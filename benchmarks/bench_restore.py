@@ -3,9 +3,8 @@ PyTorch eager (benchmarks/peers/torch_nafnet.py), CPU, same thread count, same r
 
 NAFNet-16 = width 16, enc [2,2,4,8], middle 12, dec [2,2,2,2] (the SIDD layout at half width,
 7.3 M parameters). Train step = forward + L1 loss + backward + Adam update. Timings are
-interleaved (ours, peer, ours, ...) and the fastest step of each side is reported: on a shared
-machine the minimum is the least disturbed estimate, and interleaving exposes both sides to the
-same load. Compilation is excluded (reported in the notes).
+interleaved (ours, peer, ours, ...), so both sides see the same load, and each side reports its
+median step with the range (benchmarks/timing.py). Compilation is excluded (reported in the notes).
 """
 import os
 
