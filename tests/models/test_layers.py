@@ -24,3 +24,25 @@ def test_shifted_depthwise_and_its_gradients_equal_the_grouped_convolution(shape
   np.testing.assert_allclose(y, y_ref, atol=1e-5)
   for got, want in zip(vjp(g), vjp_ref(g)):
     np.testing.assert_allclose(got, want, atol=5e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kernel,strides,padding", [
+    ((4, 4), (2, 2), ((2, 2), (2, 2))),   # the generator's up-sampling (torch k4 s2 p1)
+    ((3, 3), (1, 1), ((2, 2), (2, 2))),   # IDEN's 'full' transposed conv (torch k3 s1 p0)
+    ((2, 2), (2, 2), ((1, 1), (1, 1))),   # k2 s2 p0
+    ((3, 2), (2, 3), ((1, 2), (0, 1))),   # uneven everything
+])
+def test_conv_transpose_and_its_gradients_equal_flax(kernel, strides, padding):
+  import flax.linen as nn
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.normal(size=(2, 9, 7, 5)), jnp.float32)
+  ours = layers.ConvTranspose(4, kernel, strides=strides, padding=padding)
+  flax_own = nn.ConvTranspose(4, kernel, strides=strides, padding=padding)
+  params = nn.unbox(ours.init(jax.random.key(0), x))
+  params = jax.tree.map(lambda a: jnp.asarray(rng.normal(size=a.shape), jnp.float32), params)
+  y, vjp = jax.vjp(lambda p, x: ours.apply(p, x), params, x)
+  y_ref, vjp_ref = jax.vjp(lambda p, x: flax_own.apply(p, x), params, x)
+  np.testing.assert_allclose(y, y_ref, atol=1e-4)
+  g = jnp.asarray(rng.normal(size=y.shape), jnp.float32)
+  for got, want in zip(jax.tree.leaves(vjp(g)), jax.tree.leaves(vjp_ref(g))):
+    np.testing.assert_allclose(got, want, atol=2e-4, rtol=1e-5)
