@@ -13,7 +13,7 @@ import jax.numpy as jnp
 
 from jaxdeg.errors import ConfigError, UserError
 from jaxdeg.models import layers
-from jaxdeg.models.restore.common import PointwiseConv
+from jaxdeg.models.restore.common import AffineParams, PointwiseConv, channel_standardize
 from jaxdeg.models.restore.ops import pad_to_multiple, pixel_shuffle
 
 
@@ -33,10 +33,10 @@ class NAFBlock(nn.Module):
   def __call__(self, inp):
     c = inp.shape[-1]
     dw = c * self.dw_expand
-    # torch LayerNorm2d uses eps 1e-6 and the two-pass variance
-    norm = lambda name: layers.LayerNorm(epsilon=1e-6, use_fast_variance=False, dtype=self.dtype, name=name)
-    x = norm("norm1")(inp)
-    x = PointwiseConv(dw, dtype=self.dtype, name="conv1")(x)
+    # torch LayerNorm2d (eps 1e-6, two-pass variance); its scale and bias are applied by the 1×1
+    # convolution that follows (same parameters, one pass over the activation fewer)
+    norm = lambda x: channel_standardize(x, 1e-6, self.dtype)
+    x = PointwiseConv(dw, dtype=self.dtype, name="conv1")(norm(inp), *AffineParams(name="norm1")(c))
     x = layers.DepthwiseConv((3, 3), dtype=self.dtype, name="conv2")(x)
     x = simple_gate(x)
     # simplified channel attention: global average pool → 1×1 conv → channel-wise scale
@@ -47,8 +47,7 @@ class NAFBlock(nn.Module):
     beta = layers.param(self, "beta", nn.initializers.zeros_init(), (c,), layers.VECTOR_AXES)
     gamma = layers.param(self, "gamma", nn.initializers.zeros_init(), (c,), layers.VECTOR_AXES)
     y = inp + x * beta.astype(x.dtype)
-    x = norm("norm2")(y)
-    x = PointwiseConv(c * self.ffn_expand, dtype=self.dtype, name="conv4")(x)
+    x = PointwiseConv(c * self.ffn_expand, dtype=self.dtype, name="conv4")(norm(y), *AffineParams(name="norm2")(c))
     x = simple_gate(x)
     x = PointwiseConv(c, dtype=self.dtype, name="conv5")(x)
     return y + x * gamma.astype(x.dtype)
