@@ -9,6 +9,7 @@ import threading
 import zlib
 
 import grain
+import jax
 import numpy as np
 
 from jaxdeg.data import records, skips
@@ -167,7 +168,6 @@ class Degrade(grain.transforms.Map):
     return fn
 
   def _compile(self, shape):
-    import jax
     from jaxdeg.degrade import registry
     spec = self.spec
 
@@ -187,8 +187,8 @@ class Degrade(grain.transforms.Map):
       return None
     names = ["clean"] + (["clean_key"] if "clean_key" in rec else [])
     images = np.stack([rec[n] for n in names]).astype(np.float32)
-    out, intensity = self._function(images.shape)(np.uint32(rec["seed"]), images)
-    out = np.asarray(out, np.float32)
+    # one transfer for both outputs (a float() of the scalar would be a second one)
+    out, intensity = jax.device_get(self._function(images.shape)(np.uint32(rec["seed"]), images))
     rec = dict(rec, degraded=out[0], type=rec["type"] or self.type_name,
                meta=dict(rec["meta"], intensity=float(intensity)))
     if "clean_key" in rec:
