@@ -12,8 +12,6 @@ from jaxdeg.data import records
 from jaxdeg.errors import ConfigError
 from jaxdeg.synth import run as synth_run
 from jaxdeg.synth import synthesize, trained
-from tests.tasks.gendeg.conftest import shared_run
-from tests.tasks.gendeg.test_structure import structure_config
 from tests.utils import load_config
 
 TYPES = ("haze", "low_light")  # the tiny LDM's types
@@ -29,9 +27,8 @@ def synth_config(ldm_workdir, structure_workdir, **fields):
 
 
 @pytest.fixture(scope="module")
-def synthesised(tmp_path_factory, ldm_run):
-  structure_workdir, _ = shared_run(tmp_path_factory, "structure",
-                                    lambda: structure_config(steps=30, train__log_every=1))
+def synthesised(tmp_path_factory, ldm_run, structure_run):
+  structure_workdir, _ = structure_run
   config = synth_config(ldm_run[0], structure_workdir)
   workdir = tmp_path_factory.mktemp("ldm_synth")
   summary = synth_run.run(config, str(workdir))
