@@ -160,7 +160,8 @@ def main(argv=None):
   machine = machine_description()
   for name in names:
     mod = importlib.import_module(f"benchmarks.bench_{name}")
-    command = f"python -m benchmarks.run --only {name}" + (" --quick" if args.quick else "")
+    # the command that produced the row: a whole run (`make bench`) is recorded as such
+    command = "python -m benchmarks.run" + (f" --only {name}" if args.only else "") + (" --quick" if args.quick else "")
     print(f"== {name}", flush=True)
     with Conditions() as conditions:
       rows = mod.run(quick=args.quick)
