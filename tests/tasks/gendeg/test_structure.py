@@ -4,10 +4,10 @@ import math
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from PIL import Image
 
 from jaxdeg import tasks
 from jaxdeg.data import samples
+from jaxdeg.data.resize import lanczos_square
 from jaxdeg.errors import ConfigError
 from jaxdeg.tasks import structure
 from jaxdeg.tasks import runs
@@ -33,11 +33,11 @@ def test_tiny_structure_training_lowers_loss(structure_run):
 
 
 def held_out_crops(size, crop, grid):
-  """grid² crops (crop², a regular grid of positions) of each held-out photo resized to size² with
-  Lanczos, as config.data.resize does: (N, crop, crop, 3) in [0, 1]."""
+  """grid² crops (crop², a regular grid of positions) of each held-out photo resized to size² as
+  config.data.resize does: (N, crop, crop, 3) in [0, 1]."""
   crops = []
   for name in EVAL_PHOTOS:
-    photo = np.asarray(Image.fromarray(samples.load(name)).resize((size, size), Image.LANCZOS), np.float32) / 255
+    photo = lanczos_square(samples.load(name), size).astype(np.float32) / 255
     for y in np.linspace(0, size - crop, grid).astype(int):
       for x in np.linspace(0, size - crop, grid).astype(int):
         crops.append(photo[y:y + crop, x:x + crop])
