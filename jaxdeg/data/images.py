@@ -204,10 +204,12 @@ def probe_image(data, name=None, verify=True, max_pixels=None) -> tuple[int, int
 def to_float(arr) -> np.ndarray:
   """uint8 / uint16 / float image -> float32 in [0, 1] (floats are passed through)."""
   arr = np.asarray(arr)
+  # One pass that casts as it divides: the float32 quotients of astype() then "/", without the
+  # intermediate array.
   if arr.dtype == np.uint8:
-    return arr.astype(np.float32) / 255.0
+    return np.divide(arr, np.float32(255), dtype=np.float32)
   if arr.dtype == np.uint16:
-    return arr.astype(np.float32) / 65535.0
+    return np.divide(arr, np.float32(65535), dtype=np.float32)
   return arr.astype(np.float32)
 
 

@@ -137,3 +137,16 @@ def test_bytes_sources_decode_like_files(tmp_path):
   Image.fromarray(flat(3)).save(buf, format="PNG")
   rec = transforms.Decode("raise", str(tmp_path)).map({"clean": buf.getvalue(), "name": "mem"})
   assert ident(rec["clean"]) == 3
+
+
+def test_to_float_matches_torch_division():
+  # torchvision's ToTensor: float32 cast, then division by 255 (65535 for 16-bit): the pipeline's
+  # images must hold the same float32 values, from contiguous crops and from flipped views.
+  torch = pytest.importorskip("torch")
+  eight = np.arange(256, dtype=np.uint8).reshape(16, 16, 1).repeat(3, -1)
+  sixteen = np.arange(65536, dtype=np.uint16).reshape(256, 256)
+  for arr, scale in ((eight, 255), (eight[2:14, ::-1], 255), (sixteen, 65535), (sixteen[::-1, 3:], 65535)):
+    want = torch.from_numpy(np.ascontiguousarray(arr).astype(np.int32)).float().div(scale).numpy()
+    got = images.to_float(arr)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, want)
