@@ -23,6 +23,8 @@ import sys
 import threading
 import time
 
+from benchmarks import timing
+
 ROOT = pathlib.Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
 
@@ -75,12 +77,8 @@ class Conditions:
 
 
 def _busy_seconds():
-  try:
-    with open("/proc/stat") as f:
-      user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, f.readline().split()[1:9])
-  except (OSError, ValueError):
-    return None
-  return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+  used = timing.machine_cpu_seconds()
+  return None if used is None else used[0]
 
 
 def _own_seconds():

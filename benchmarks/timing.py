@@ -3,6 +3,7 @@
 Interleaving (ours, peer, ours, peer, ...) exposes both sides to the same machine load; the median
 is the figure, the min–max of the repetitions is stored beside it so a noisy row shows as noisy.
 """
+import os
 import time
 
 import numpy as np
@@ -23,6 +24,17 @@ def interleaved(*sides, reps):
       if fn is not None:
         out.append(seconds(fn))
   return tuple(times)
+
+
+def machine_cpu_seconds():
+  """(all, kernel) CPU seconds the whole machine has used since boot (/proc/stat), None off Linux."""
+  try:
+    with open("/proc/stat") as f:
+      user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, f.readline().split()[1:9])
+  except (OSError, ValueError):
+    return None
+  tick = os.sysconf("SC_CLK_TCK")
+  return (user + nice + system + irq + softirq + steal) / tick, (system + irq + softirq) / tick
 
 
 def xla_flops(jitted, *args):

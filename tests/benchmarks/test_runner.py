@@ -1,4 +1,5 @@
 """The benchmark runner's bookkeeping: medians with their spread, and rows from a busy machine marked."""
+import os
 import subprocess
 import sys
 import time
@@ -57,6 +58,26 @@ def test_the_benchmarks_own_work_and_its_child_processes_are_not_counted_as_load
   assert busy.own_cores * wall >= 0.9 * (child_cpu + own_cpu), (busy.own_cores * wall, child_cpu, own_cpu)
   assert run.conditions_text({"load_avg": 0.1}) == "load avg ≤ 0.1"
   assert run.conditions_text({}) == "load not recorded"
+
+
+def test_machine_cpu_seconds_sees_this_process_kernel_time():
+  # Fresh pages are kernel work (the data row's kernel share): touching 256 MiB of new anonymous
+  # memory must show in the machine's kernel seconds at least as much as in this process's own.
+  import mmap
+  before, own_before = timing.machine_cpu_seconds(), os.times()
+  if before is None:
+    pytest.skip("no /proc/stat on this system")
+  for _ in range(4):
+    with mmap.mmap(-1, 64 << 20) as m:
+      for i in range(0, len(m), 4096):
+        m[i] = 1
+  after, own_after = timing.machine_cpu_seconds(), os.times()
+  tick = 1.0 / os.sysconf("SC_CLK_TCK")
+  own_kernel, own_all = own_after.system - own_before.system, sum(own_after[:2]) - sum(own_before[:2])
+  assert own_kernel > 0.02, own_kernel  # the page faults took kernel time
+  assert after[1] - before[1] >= own_kernel - 2 * tick, (after, before, own_kernel)
+  assert after[0] - before[0] >= own_all - 2 * tick, (after, before, own_all)
+  assert after[0] - before[0] >= after[1] - before[1]
 
 
 def test_flops_are_xlas_count_of_the_call():
