@@ -28,6 +28,7 @@ import optax
 
 from benchmarks import run as runner
 from benchmarks import timing
+from jaxdeg import host_memory
 
 # Dense bf16 peak FLOP/s per chip, by the start of jax's device_kind (public spec sheets). MFU is
 # reported against it, also for float32 steps, so it reads as "fraction of what the chip can do".
@@ -205,6 +206,7 @@ def main(argv=None):
   p.add_argument("--dry-run", action="store_true", help="shrink every size: a CPU smoke run of the same code")
   args = p.parse_args(argv)
   small = args.dry_run
+  reused_memory = host_memory.reuse_freed_memory()  # before the backend starts its threads
   device = jax.devices()[0]
   peak = peak_flops(device)
   reps = 2 if small else 10
@@ -215,7 +217,7 @@ def main(argv=None):
       ("ldm", lambda: ldm_rows(8 if small else 16, 2, reps, small)),
       ("data", lambda: data_rows(small)),
   ]
-  machine = f"{runner.machine_description()}; device {device.device_kind}"
+  machine = f"{runner.machine_description(reused_memory)}; device {device.device_kind}"
   command = "benchmarks/accelerator.sh" + (" --dry-run" if small else "")
   rows, start = [], time.monotonic()
   for name, make in workloads:

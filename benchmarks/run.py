@@ -24,12 +24,13 @@ import threading
 import time
 
 from benchmarks import timing
+from jaxdeg import host_memory
 
 ROOT = pathlib.Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
 
 
-def machine_description():
+def machine_description(reused_memory=False):
   import jax
   dev = jax.devices()[0]
   cpu = platform.processor() or platform.machine()
@@ -41,7 +42,8 @@ def machine_description():
           break
   except OSError:
     pass
-  return f"{dev.platform}:{dev.device_kind}; {os.cpu_count()} cores {cpu}; jax {jax.__version__}"
+  malloc = "; glibc malloc reusing freed memory (jaxdeg.host_memory)" if reused_memory else ""
+  return f"{dev.platform}:{dev.device_kind}; {os.cpu_count()} cores {cpu}; jax {jax.__version__}{malloc}"
 
 
 LOADED_CORES = 0.25  # other processes using more than this, on average, mark a row as from a loaded machine
@@ -144,6 +146,8 @@ def write_markdown():
 
 
 def main(argv=None):
+  # both sides run in this process, so both get it (PyTorch's own page faults drop too)
+  reused_memory = host_memory.reuse_freed_memory()
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--only", nargs="*", help="bench module names without the bench_ prefix")
   p.add_argument("--quick", action="store_true", help="fewer repetitions (smoke run)")
@@ -155,7 +159,7 @@ def main(argv=None):
     if unknown:
       sys.exit(f"error: unknown benchmark(s) {sorted(unknown)}; available: {names}")
     names = args.only
-  machine = machine_description()
+  machine = machine_description(reused_memory)
   for name in names:
     mod = importlib.import_module(f"benchmarks.bench_{name}")
     # the command that produced the row: a whole run (`make bench`) is recorded as such

@@ -13,7 +13,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from jaxdeg import log_filter
+from jaxdeg import host_memory, log_filter
 from jaxdeg.errors import UserError
 
 MODES = ("train", "evaluate", "compile", "synthesize", "cache_latents")
@@ -118,6 +118,7 @@ def _parse_flags(argv):
 
 
 def main(argv=None):
+  host_memory.reuse_freed_memory()  # before JAX starts its threads
   app.run(_main, argv=argv, flags_parser=_parse_flags)
 
 
