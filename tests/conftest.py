@@ -20,11 +20,9 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
 
-# As the command-line entry points do (several tests call them in this process): XLA:CPU's per-call
-# buffers are reused instead of page-faulted in again. Before any test starts JAX's threads.
-from jaxdeg import host_memory  # noqa: E402
-
-host_memory.reuse_freed_memory()
+# glibc's default malloc, also where tests call the command-line entry points in this process
+# (jaxdeg.host_memory would set one arena for all threads: the suite is XLA compiles, many threads).
+os.environ.setdefault("JAXDEG_HOST_MALLOC", "default")
 
 SERIAL_FILES = ("tests/train/test_multiprocess.py",)  # the Makefile's SERIAL_TESTS
 
