@@ -10,7 +10,6 @@ import argparse
 import importlib
 import sys
 
-from jaxdeg import host_memory
 from jaxdeg.errors import UserError
 
 # Subcommand -> module with `main(argv) -> int`.
@@ -37,7 +36,6 @@ def finish_batch(summary, skipped, what):
 
 
 def main(argv=None):
-  host_memory.reuse_freed_memory()  # before JAX starts its threads
   argv = list(sys.argv if argv is None else argv)
   prog, args = "jaxdeg", argv[1:]
   if not args or args[0] in ("-h", "--help"):

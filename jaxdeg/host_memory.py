@@ -7,8 +7,13 @@ NAFNet-16 step at 128², batch 8, a third of the step's CPU time on a 2-core VM.
 mmap and no trimming (mallopt(3)), a freed block is handed out again by the next step instead; the
 process keeps the memory of its largest step, as a training process does anyway.
 
+The cost: one arena serialises every thread's malloc, and XLA's compiler allocates from many
+threads (the test suite, which is mostly compilation, ran 10:50 → 13:59 with it). So the trainer's
+entry point (jaxdeg.main) and the benchmarks use it, where compilation is paid once and steps
+repeat; the short image commands of `jaxdeg` do not.
+
 Arenas are chosen per thread at its first allocation, so this must run before JAX starts its
-threads: the command-line entry points call it first. JAXDEG_HOST_MALLOC=default leaves glibc as it is.
+threads. JAXDEG_HOST_MALLOC=default leaves glibc as it is.
 """
 import ctypes
 import os

@@ -118,6 +118,8 @@ def _parse_flags(argv):
 
 
 def main(argv=None):
+  # Train steps repeat: their buffers are worth keeping (jaxdeg.host_memory). Not for the short
+  # image commands of jaxdeg.cli, whose time is compilation, which one malloc arena slows down.
   host_memory.reuse_freed_memory()  # before JAX starts its threads
   app.run(_main, argv=argv, flags_parser=_parse_flags)
 
