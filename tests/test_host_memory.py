@@ -1,6 +1,7 @@
 """jaxdeg.host_memory: XLA:CPU's per-call buffers reused instead of page-faulted in again."""
 import json
 import os
+import platform
 import subprocess
 import sys
 
@@ -33,7 +34,7 @@ def _run(setting):
   return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt: Linux only")
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt's settings are glibc's")
 def test_repeated_calls_stop_faulting_in_their_buffers():
   reused, default = _run(None), _run("default")
   assert reused["applied"] and not default["applied"]

@@ -7,6 +7,7 @@ import pytest
 
 from jaxdeg import tasks
 from jaxdeg.data import samples
+from jaxdeg.data.images import to_float
 from jaxdeg.data.resize import lanczos_square
 from jaxdeg.errors import ConfigError
 from jaxdeg.tasks import structure
@@ -37,7 +38,7 @@ def held_out_crops(size, crop, grid):
   config.data.resize does: (N, crop, crop, 3) in [0, 1]."""
   crops = []
   for name in EVAL_PHOTOS:
-    photo = lanczos_square(samples.load(name), size).astype(np.float32) / 255
+    photo = to_float(lanczos_square(samples.load(name), size))
     for y in np.linspace(0, size - crop, grid).astype(int):
       for x in np.linspace(0, size - crop, grid).astype(int):
         crops.append(photo[y:y + crop, x:x + crop])
