@@ -4,6 +4,7 @@
            ─► Degrade (clean-only sources with degradations, JAX on the CPU) ─► Finalize
     ... one such chain per input ─► MapDataset.mix(weights) ─► this process's block of each
            global batch ─► iterate (drops skipped records) ─► batch ─► mp_prefetch(worker_count)
+           ─► images to float32 (after the hand-over: 8-bit crops are a quarter of the bytes)
            ─► to_global (sharded jax.Array on the mesh)
 
 Process i of n takes rows [i·b, (i+1)·b) of every global batch (b = global batch / n), which is
@@ -28,7 +29,8 @@ from absl import flags
 from jaxdeg.data import skips, waiting
 from jaxdeg.data.ordering import ProcessBlocks, shuffled_epochs
 from jaxdeg.data.resize import PairResize
-from jaxdeg.data.transforms import FLIPS, CenterCrop, Decode, Degrade, Finalize, PairCrop
+from jaxdeg.data.transforms import (FLIPS, CenterCrop, Decode, Degrade, Finalize, PairCrop, images_to_float,
+                                   stack_examples)
 from jaxdeg.errors import ConfigError, DataError
 
 
@@ -132,6 +134,8 @@ def train_dataset(sources, *, crop: int, global_batch_size: int, seed: int, tran
     if inp.degrade is not None:
       ds = ds.map(inp.degrade)
     ds = ds.map(Finalize(i, type_names, tuple(meta_fields)))
+    if transforms:  # they see float32 images, as eval's do
+      ds = ds.map(images_to_float)
     chains.append(_chain(ds, transforms))
   ds = chains[0] if len(chains) == 1 else grain.MapDataset.mix(chains, [inp.weight for inp in inputs])
   # Shard last: every example's order and randomness depend on its global position only, so N
@@ -142,11 +146,13 @@ def train_dataset(sources, *, crop: int, global_batch_size: int, seed: int, tran
   if pc > 1:
     ds = ProcessBlocks(ds, pi, pc, global_batch_size)
   read = grain.ReadOptions(num_threads=read_threads, prefetch_buffer_size=max(2 * batch_size, 8))
-  it = ds.to_iter_dataset(read).batch(batch_size, drop_remainder=True)
+  it = ds.to_iter_dataset(read).batch(batch_size, drop_remainder=True, batch_fn=stack_examples)
   if worker_count > 0:
     if not flags.FLAGS.is_parsed():  # grain's worker options are absl flags; outside absl.app use defaults
       flags.FLAGS.mark_as_parsed()
     it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=worker_count), worker_init_fn=_worker_init)
+  # Images cross from the workers in their files' dtype and become float32 here, in this process.
+  it = it.map(images_to_float)
   return waiting.Watched(it, inputs, skip_dir)  # raises, not hangs, when no record is usable
 
 

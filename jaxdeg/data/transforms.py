@@ -1,8 +1,12 @@
-"""grain transforms from undecoded records (sources.py) to fixed-shape float32 examples.
+"""grain transforms from undecoded records (sources.py) to fixed-shape examples.
 
 Decode -> PairCrop (train) or CenterCrop (eval) -> Degrade (on-the-fly degradations, CPU) -> Finalize.
 Every transform is picklable so `mp_prefetch` workers run the same code. A record that cannot be
 used becomes None (grain drops it when iterating) after being counted in skips.py.
+
+Training crops keep the file's dtype (uint8 / uint16) until `images_to_float` runs on the batch
+after it leaves the worker processes: a quarter of the bytes through shared memory, whose fresh
+pages cost more than the conversion. Eval crops are float32 at once.
 """
 import dataclasses
 import threading
@@ -87,7 +91,7 @@ def _too_small(rec, size, on_error, skip_dir, why=""):
 
 @dataclasses.dataclass(frozen=True)
 class PairCrop(grain.transforms.RandomMap):
-  """Aligned random `crop`² of clean and degraded, optional flips, -> float32 in [0, 1].
+  """Aligned random `crop`² of clean and degraded, optional flips, in the decoded dtype.
 
   `key_crop` adds a second, independently placed crop of the degraded image ('degraded_key', the
   universal model's contrastive positive), or of the clean image ('clean_key') when the degraded
@@ -107,12 +111,12 @@ class PairCrop(grain.transforms.RandomMap):
     y, x = rng.integers(0, h - c + 1), rng.integers(0, w - c + 1)
     names = ["clean"] + (["degraded"] if "degraded" in rec else [])
     crops = _flip([rec[n][y:y + c, x:x + c] for n in names], rng, self.flip)
-    out = {n: to_float(im) for n, im in zip(names, crops)}
+    out = {n: np.ascontiguousarray(im) for n, im in zip(names, crops)}
     if self.key_crop:
       src = "degraded" if "degraded" in rec else "clean"
       y2, x2 = rng.integers(0, h - c + 1), rng.integers(0, w - c + 1)
       (key,) = _flip([rec[src][y2:y2 + c, x2:x2 + c]], rng, self.flip)
-      out[f"{src}_key"] = to_float(key)
+      out[f"{src}_key"] = np.ascontiguousarray(key)
     out["seed"] = np.uint32(rng.integers(0, 2**32, dtype=np.uint64))
     out.update(name=rec["name"], type=rec["type"], meta=rec["meta"])
     return out
@@ -186,7 +190,7 @@ class Degrade(grain.transforms.Map):
     if rec is None:
       return None
     names = ["clean"] + (["clean_key"] if "clean_key" in rec else [])
-    images = np.stack([rec[n] for n in names]).astype(np.float32)
+    images = np.stack([to_float(rec[n]) for n in names])
     # one transfer for both outputs (a float() of the scalar would be a second one)
     out, intensity = jax.device_get(self._function(images.shape)(np.uint32(rec["seed"]), images))
     rec = dict(rec, degraded=out[0], type=rec["type"] or self.type_name,
@@ -225,3 +229,20 @@ class Finalize(grain.transforms.Map):
     for f in self.meta_fields:
       out[f] = np.asarray(rec["meta"].get(f, np.nan), np.float32)
     return out
+
+
+IMAGE_FIELDS = ("clean", "degraded", "degraded_key", "image", "image_key")
+
+
+def images_to_float(example):
+  """An example's or a batch's 8- and 16-bit image fields -> float32 in [0, 1]; the rest as is."""
+  return {k: to_float(v) if k in IMAGE_FIELDS and v.dtype != np.float32 else v for k, v in example.items()}
+
+
+def stack_examples(examples):
+  """grain batch_fn: each field stacked; an image field whose examples differ in dtype (8- and
+  16-bit files, or a float one, in one batch) is stacked as float32 so no value loses its scale."""
+  mixed = [k for k in IMAGE_FIELDS if k in examples[0] and len({x[k].dtype for x in examples}) > 1]
+  if mixed:
+    examples = [dict(x, **{k: to_float(x[k]) for k in mixed}) for x in examples]
+  return jax.tree.map(lambda *leaves: np.stack(leaves), *examples)

@@ -3,6 +3,7 @@ import grain
 import jax
 import numpy as np
 import pytest
+from PIL import Image
 
 from jaxdeg.data import pipeline, skips, sources
 from jaxdeg.data.pipeline import Input
@@ -162,3 +163,27 @@ def test_eval_batches_split_into_process_blocks(folder):
   for index in (0, 1):
     local = list(pipeline.eval_dataset(folder, crop=8, global_batch_size=4, process_index=index, process_count=2))
     assert _equal(local, [jax.tree.map(lambda x: x[2 * index:2 * index + 2], b) for b in single])
+
+
+@pytest.mark.parametrize("depths", [(8, 16), (16, 16), (8, 8)])
+def test_training_images_reach_the_batch_as_their_files_scaled_to_unit_floats(tmp_path, depths):
+  # Crops cross the worker hand-over in the file's dtype and become float32 after it: a batch
+  # mixing 8- and 16-bit files must keep each file's own scale. Reference: Pillow's pixel values
+  # divided in float64, then rounded to float32.
+  rng = np.random.default_rng(0)
+  expected = []
+  for i, depth in enumerate(depths):
+    if depth == 8:
+      arr = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+      ref = arr / 255.0
+    else:
+      arr = rng.integers(0, 65536, (8, 8), dtype=np.uint16)
+      ref = np.repeat(arr[..., None] / 65535.0, 3, axis=-1)
+    path = write(tmp_path / f"{i}.png", arr)
+    assert Image.open(path).mode == ("RGB" if depth == 8 else "I;16")
+    expected.append(ref.astype(np.float32))
+  ds = pipeline.train_dataset(sources.FolderSource(tmp_path), crop=8, global_batch_size=2, seed=0)
+  (batch,) = _take(ds, 1)
+  assert batch["image"].dtype == np.float32
+  matches = sorted(tuple(np.array_equal(image, e) for e in expected) for image in batch["image"])
+  assert matches == [(False, True), (True, False)]  # each file once, exactly (order is shuffled)
