@@ -7,9 +7,8 @@ batch 8, random init. Step = embed the degraded image (BatchNorm in training mod
 training noise) + generator + L1 + rate and auxiliary terms + backward + Adam. The critic and MoCo
 are not part of it. Timings are interleaved (ours, peer, ours, ...), each side's median with its
 range, as in bench_restore.py.
-On a 2-core, 24 GiB CPU machine a step takes over a minute and ~14 GB: XLA:CPU's kernel gradients
-of convolutions are several times slower than their forward passes (see jaxdeg.models.layers
-ConvTranspose for the worst case, worked around).
+XLA:CPU's own kernel gradients of these convolutions are several times slower than their forward
+passes; jaxdeg.models.layers takes them as matmuls on CPU (Conv: stride 1, ConvTranspose: all).
 """
 import os
 

@@ -46,3 +46,30 @@ def test_conv_transpose_and_its_gradients_equal_flax(kernel, strides, padding):
   g = jnp.asarray(rng.normal(size=y.shape), jnp.float32)
   for got, want in zip(jax.tree.leaves(vjp(g)), jax.tree.leaves(vjp_ref(g))):
     np.testing.assert_allclose(got, want, atol=2e-4, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kernel,strides,padding", [
+    ((3, 3), (1, 1), "SAME"),               # most convolutions
+    ((3, 3), (1, 1), ((0, 0), (0, 0))),     # the encoders' long-range stem and blocks (torch p0)
+    ((1, 1), (1, 1), "VALID"),              # 1×1 projections
+    ((5, 3), (1, 1), ((2, 1), (0, 3))),     # uneven kernel and padding
+    ((3, 3), (1, 1), ((-1, 2), (1, 0))),    # a negative (cropping) pad
+    ((4, 4), (2, 2), ((1, 1), (1, 1))),     # strided: XLA's own gradient
+])
+def test_conv_and_its_gradients_equal_flax(kernel, strides, padding):
+  import flax.linen as nn
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.normal(size=(2, 10, 9, 5)), jnp.float32)
+  ours = layers.Conv(6, kernel, strides=strides, padding=padding)
+  flax_own = nn.Conv(6, kernel, strides=strides, padding=padding)
+  params = nn.unbox(ours.init(jax.random.key(0), x))
+  params = jax.tree.map(lambda a: jnp.asarray(rng.normal(size=a.shape), jnp.float32), params)
+  y, vjp = jax.vjp(lambda p, x: ours.apply(p, x), params, x)
+  y_ref, vjp_ref = jax.vjp(lambda p, x: flax_own.apply(p, x), params, x)
+  np.testing.assert_array_equal(y, y_ref)  # the forward pass is XLA's convolution in both
+  g = jnp.asarray(rng.normal(size=y.shape), jnp.float32)
+  for got, want in zip(jax.tree.leaves(vjp(g)), jax.tree.leaves(vjp_ref(g))):
+    np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-5)
+  # the CPU formulation is the one under test, not flax's (it keeps the kernel gradient's dot)
+  hlo = jax.jit(jax.grad(lambda p: jnp.sum(ours.apply(p, x) ** 2))).lower(params).as_text()
+  assert ("dot_general" in hlo) == (strides == (1, 1))
