@@ -34,18 +34,25 @@ def test_shifted_depthwise_and_its_gradients_equal_the_grouped_convolution(shape
 ])
 def test_conv_transpose_and_its_gradients_equal_flax(kernel, strides, padding):
   import flax.linen as nn
+  x = jnp.asarray(np.random.default_rng(1).normal(size=(2, 9, 7, 5)), jnp.float32)
+  _assert_same_values_and_gradients(layers.ConvTranspose(4, kernel, strides=strides, padding=padding),
+                                    nn.ConvTranspose(4, kernel, strides=strides, padding=padding), x,
+                                    y_atol=1e-4, grad_atol=2e-4)
+
+
+def _assert_same_values_and_gradients(ours, flax_own, x, y_atol, grad_atol):
+  """Values and input/parameter gradients of two layers with the same (random) parameters, returned."""
+  import flax.linen as nn
   rng = np.random.default_rng(0)
-  x = jnp.asarray(rng.normal(size=(2, 9, 7, 5)), jnp.float32)
-  ours = layers.ConvTranspose(4, kernel, strides=strides, padding=padding)
-  flax_own = nn.ConvTranspose(4, kernel, strides=strides, padding=padding)
   params = nn.unbox(ours.init(jax.random.key(0), x))
   params = jax.tree.map(lambda a: jnp.asarray(rng.normal(size=a.shape), jnp.float32), params)
   y, vjp = jax.vjp(lambda p, x: ours.apply(p, x), params, x)
   y_ref, vjp_ref = jax.vjp(lambda p, x: flax_own.apply(p, x), params, x)
-  np.testing.assert_allclose(y, y_ref, atol=1e-4)
+  np.testing.assert_allclose(y, y_ref, atol=y_atol, rtol=0)
   g = jnp.asarray(rng.normal(size=y.shape), jnp.float32)
   for got, want in zip(jax.tree.leaves(vjp(g)), jax.tree.leaves(vjp_ref(g))):
-    np.testing.assert_allclose(got, want, atol=2e-4, rtol=1e-5)
+    np.testing.assert_allclose(got, want, atol=grad_atol, rtol=1e-5)
+  return params
 
 
 @pytest.mark.parametrize("kernel,strides,padding", [
@@ -58,18 +65,11 @@ def test_conv_transpose_and_its_gradients_equal_flax(kernel, strides, padding):
 ])
 def test_conv_and_its_gradients_equal_flax(kernel, strides, padding):
   import flax.linen as nn
-  rng = np.random.default_rng(0)
-  x = jnp.asarray(rng.normal(size=(2, 10, 9, 5)), jnp.float32)
+  x = jnp.asarray(np.random.default_rng(1).normal(size=(2, 10, 9, 5)), jnp.float32)
   ours = layers.Conv(6, kernel, strides=strides, padding=padding)
-  flax_own = nn.Conv(6, kernel, strides=strides, padding=padding)
-  params = nn.unbox(ours.init(jax.random.key(0), x))
-  params = jax.tree.map(lambda a: jnp.asarray(rng.normal(size=a.shape), jnp.float32), params)
-  y, vjp = jax.vjp(lambda p, x: ours.apply(p, x), params, x)
-  y_ref, vjp_ref = jax.vjp(lambda p, x: flax_own.apply(p, x), params, x)
-  np.testing.assert_array_equal(y, y_ref)  # the forward pass is XLA's convolution in both
-  g = jnp.asarray(rng.normal(size=y.shape), jnp.float32)
-  for got, want in zip(jax.tree.leaves(vjp(g)), jax.tree.leaves(vjp_ref(g))):
-    np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-5)
+  # the forward pass is XLA's convolution in both: equal values
+  params = _assert_same_values_and_gradients(ours, nn.Conv(6, kernel, strides=strides, padding=padding), x,
+                                             y_atol=0, grad_atol=1e-4)
   # the CPU formulation is the one under test, not flax's (it keeps the kernel gradient's dot)
   hlo = jax.jit(jax.grad(lambda p: jnp.sum(ours.apply(p, x) ** 2))).lower(params).as_text()
   assert ("dot_general" in hlo) == (strides == (1, 1))
