@@ -5,8 +5,8 @@ Every transform is picklable so `mp_prefetch` workers run the same code. A recor
 used becomes None (grain drops it when iterating) after being counted in skips.py.
 
 Training crops keep the file's dtype (uint8 / uint16) until `images_to_float` runs on the batch
-after it leaves the worker processes: a quarter of the bytes through shared memory, whose fresh
-pages cost more than the conversion. Eval crops are float32 at once.
+after it leaves the worker processes: an 8-bit crop is a quarter of the float32 bytes through shared
+memory, whose fresh pages cost more than the conversion. Eval crops are float32 at once.
 """
 import dataclasses
 import threading
