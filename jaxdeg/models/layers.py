@@ -33,6 +33,25 @@ def _contract_rows(a, b, precision):
   return jax.lax.dot_general(a, b, (((0,), (0,)), ((), ())), precision=precision)
 
 
+def _own_kernel_gradient(conv, kernel_grad):
+  """conv(x, kernel, *static) whose input gradient stays XLA's and whose kernel gradient is
+  kernel_grad(x, g, kernel.shape, *static): for the CPU, where XLA's is slow."""
+  @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+  def conv_(x, kernel, static):
+    return conv(x, kernel, *static)
+
+  def forward(x, kernel, static):
+    return conv(x, kernel, *static), (x, kernel)
+
+  def backward(static, residuals, g):
+    x, kernel = residuals
+    _, input_vjp = jax.vjp(lambda x: conv(x, kernel, *static), x)
+    return input_vjp(g)[0], kernel_grad(x, g, kernel.shape, *static).astype(kernel.dtype)
+
+  conv_.defvjp(forward, backward)
+  return lambda x, kernel, *static: conv_(x, kernel, static)
+
+
 def _conv_kernel_grad(x, g, kernel_shape, pads, precision):
   """∂/∂kernel of a stride-1 convolution of x (N, H, W, Cin), padded by `pads`, with output
   gradient g (N, Ho, Wo, Cout) as one matmul: the k² shifted windows of x side by side (im2col),
@@ -40,7 +59,7 @@ def _conv_kernel_grad(x, g, kernel_shape, pads, precision):
 
   XLA:CPU takes this gradient as a convolution whose window is the whole output image, off its
   fast path and ever slower with the batch: for a 3×3, 8×126²×128 → 256 layer of the universal
-  model's encoders 3.3 s, against 0.57 s so and 0.38 s for the forward pass (2-core CPU). Strided
+  model's encoders 3.3 s, against 0.57 s as one matmul and 0.38 s forward (2-core CPU). Strided
   layers keep XLA's gradient, which is as fast there."""
   kh, kw, cin, _ = kernel_shape
   n, ho, wo, cout = g.shape
@@ -59,22 +78,7 @@ def _nhwc_conv(x, kernel, pads, precision):
                                       precision=precision)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def _conv_cpu(x, kernel, pads, precision):
-  return _nhwc_conv(x, kernel, pads, precision)
-
-
-def _conv_cpu_fwd(x, kernel, pads, precision):
-  return _nhwc_conv(x, kernel, pads, precision), (x, kernel)
-
-
-def _conv_cpu_bwd(pads, precision, residuals, g):
-  x, kernel = residuals
-  _, input_vjp = jax.vjp(lambda x: _nhwc_conv(x, kernel, pads, precision), x)
-  return input_vjp(g)[0], _conv_kernel_grad(x, g, kernel.shape, pads, precision).astype(kernel.dtype)
-
-
-_conv_cpu.defvjp(_conv_cpu_fwd, _conv_cpu_bwd)
+_conv_cpu = _own_kernel_gradient(_nhwc_conv, _conv_kernel_grad)
 
 
 def _conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
@@ -125,26 +129,10 @@ def _transposed_kernel_grad(x, g, kernel_shape, pads, strides, precision):
   taps = [jax.lax.slice(gp, (0, row0 - i, col0 - j, 0), (n, row0 - i + sh * (h - 1) + 1, col0 - j + sw * (w - 1) + 1, cout),
                         (1, sh, sw, 1)).reshape(-1, cout)
           for i in range(kh) for j in range(kw)]
-  return jnp.stack([jnp.matmul(x2.T, t, precision=precision) for t in taps]).reshape(kernel_shape)
+  return jnp.stack([_contract_rows(x2, t, precision) for t in taps]).reshape(kernel_shape)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
-def _transposed_conv_cpu(x, kernel, pads, strides, precision):
-  return _dilated_valid_conv(x, kernel, pads, strides, precision)
-
-
-def _transposed_conv_cpu_fwd(x, kernel, pads, strides, precision):
-  return _dilated_valid_conv(x, kernel, pads, strides, precision), (x, kernel)
-
-
-def _transposed_conv_cpu_bwd(pads, strides, precision, residuals, g):
-  x, kernel = residuals
-  _, input_vjp = jax.vjp(lambda x: _dilated_valid_conv(x, kernel, pads, strides, precision), x)
-  dk = _transposed_kernel_grad(x, g, kernel.shape, pads, strides, precision)
-  return input_vjp(g)[0], dk.astype(kernel.dtype)
-
-
-_transposed_conv_cpu.defvjp(_transposed_conv_cpu_fwd, _transposed_conv_cpu_bwd)
+_transposed_conv_cpu = _own_kernel_gradient(_dilated_valid_conv, _transposed_kernel_grad)
 
 
 class _PaddedConvTranspose(nn.ConvTranspose):
