@@ -55,6 +55,13 @@ def splat_kernel(size, path):
   return k / k.sum()
 
 
+def psf_size(length):
+  """A window that holds every path of `length` px: evenly spaced samples lie within length/2 of
+  their centroid (the farthest, an end, averages |i - j|·length/63 over the 64 samples), and the
+  bilinear splat reaches one pixel further on each side."""
+  return odd_size(length / 2) + 2
+
+
 @register("motion_blur")
 def motion_blur(key, image, intensity, **overrides):
   """Camera-shake blur with a path length of 0.1·intensity of the short image side."""
@@ -62,10 +69,9 @@ def motion_blur(key, image, intensity, **overrides):
   h, w = image.shape[:2]
   max_length = MAX_LENGTH_FRACTION * min(h, w)
   length = kn("length", lambda: max_length * intensity)
-  default_size = odd_size(max_length) + 2
   size = kn.static("size", None)
   if size is None and isinstance(kn.overrides.get("length"), (int, float)):
-    size = odd_size(float(kn.overrides["length"])) + 2
-  size = int(size or default_size) | 1
+    max_length = float(kn.overrides["length"])
+  size = int(size or psf_size(max_length)) | 1
   psf = splat_kernel(size, trajectory(Stream(key, 4 + 4 * STEPS)) * length)
   return finish(convolve(image, psf)), {"length": length}
