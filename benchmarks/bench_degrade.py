@@ -125,4 +125,10 @@ def measure(quick):
 if __name__ == "__main__":
   # Pin before JAX or OpenCV start their thread pools, which then size themselves to this core.
   os.sched_setaffinity(0, {int(sys.argv[sys.argv.index("--core") + 1])})
-  print(json.dumps(measure("--quick" in sys.argv)))
+  from benchmarks.run import machine_description
+  from jaxdeg import host_memory
+  # mallopt is per process: this child sets it itself, as benchmarks.run and jaxdeg's trainer do.
+  reused_memory = host_memory.reuse_freed_memory()
+  rows = measure("--quick" in sys.argv)
+  machine = machine_description(reused_memory)
+  print(json.dumps([dict(r, machine=machine) for r in rows]))
