@@ -69,9 +69,9 @@ def motion_blur(key, image, intensity, **overrides):
   h, w = image.shape[:2]
   max_length = MAX_LENGTH_FRACTION * min(h, w)
   length = kn("length", lambda: max_length * intensity)
-  size = kn.static("size", None)
-  if size is None and isinstance(kn.overrides.get("length"), (int, float)):
-    max_length = float(kn.overrides["length"])
-  size = int(size or psf_size(max_length)) | 1
+  # the window holds the longest path: intensity 1's, or a static `length` override
+  static_length = kn.overrides.get("length")
+  longest = float(static_length) if isinstance(static_length, (int, float)) else max_length
+  size = int(kn.static("size", None) or psf_size(longest)) | 1
   psf = splat_kernel(size, trajectory(Stream(key, 4 + 4 * STEPS)) * length)
   return finish(convolve(image, psf)), {"length": length}
